@@ -18,7 +18,8 @@ from learning.validate import as_float_matrix
 
 def to_fp16(x: np.ndarray) -> np.ndarray:
     """float32 -> IEEE binary16, round to nearest even, subnormals kept, overflow to inf."""
-    return np.asarray(x, dtype=np.float32).astype(np.float16)
+    with np.errstate(over="ignore"):
+        return np.asarray(x, dtype=np.float32).astype(np.float16)
 
 
 def to_int8(x: np.ndarray, input_scale: float) -> np.ndarray:
