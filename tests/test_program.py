@@ -1,0 +1,98 @@
+"""The hardware program's validation, address map and RTL parameter sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emulator.params import RtlParams, parse_assignments
+from emulator.vectors import random_program
+from learning.errors import HalutError
+from learning.program import AddressMap, codebook_bounds, heap_node, log2_exact
+
+
+def test_codebooks_cover_all_dims_when_d_is_not_a_multiple_of_c() -> None:
+    b = codebook_bounds(10, 3)
+    assert b.tolist() == [0, 4, 7, 10]
+    with pytest.raises(HalutError, match="C <= D"):
+        codebook_bounds(3, 4)
+
+
+@pytest.mark.parametrize("K", [0, 1, 3, 6, 512, 2.0])
+def test_k_must_be_a_power_of_two_in_range(K: object) -> None:
+    with pytest.raises(HalutError, match="K must"):
+        log2_exact(K)  # type: ignore[arg-type]
+
+
+def test_heap_order_places_children_after_parents() -> None:
+    assert [heap_node(0, 0), heap_node(1, 0), heap_node(1, 1), heap_node(2, 3)] == [0, 1, 2, 6]
+
+
+def test_address_map_fields_do_not_overlap() -> None:
+    amap = AddressMap(C=3, K=16, M=8)
+    assert amap.addr_bits == 1 + 3 + 2 + 4
+    thr = amap.threshold_addr(np.arange(3)[:, None], np.arange(15)[None, :]).ravel()
+    m, c, k = np.meshgrid(np.arange(8), np.arange(3), np.arange(16), indexing="ij")
+    lut = amap.lut_addr(m.ravel(), c.ravel(), k.ravel())
+    everything = np.concatenate([thr, lut])
+    assert len(set(everything.tolist())) == everything.size
+    assert everything.max() < 2**amap.addr_bits
+    assert (lut >> np.uint64(amap.addr_bits - 1)).min() == 1
+    assert (thr >> np.uint64(amap.addr_bits - 1)).max() == 0
+
+
+def test_configuration_writes_sign_extend_int8_and_keep_fp16_bits() -> None:
+    rng = np.random.default_rng(0)
+    p = random_program(rng, C=2, K=4, M=3, D=5, threshold_format="int8", lut_format="fp16")
+    amap = AddressMap(2, 4, 4)
+    addr, data = p.threshold_writes(amap)
+    assert addr.size == 2 * 3 and data.dtype == np.uint16
+    assert data.view(np.int16).tolist() == p.thresholds.astype(np.int16).ravel().tolist()
+    addr, data = p.lut_writes(amap, 1, 3)
+    assert addr.size == 2 * 2 * 4
+    assert (data == p.lut[1:3].ravel().view(np.uint16)).all()
+    with pytest.raises(HalutError, match="exceeds"):
+        p.lut_writes(AddressMap(2, 4, 1), 0, 3)
+
+
+def test_program_validation_names_the_bad_field() -> None:
+    p = random_program(np.random.default_rng(0), C=2, K=4, M=3, D=5)
+    with pytest.raises(HalutError, match="dims must lie"):
+        p.replace(dims=np.full((2, 2), 7))
+    with pytest.raises(HalutError, match="thresholds hold NaN"):
+        p.replace(thresholds=np.full((2, 3), np.nan, dtype=np.float16))
+    with pytest.raises(HalutError, match="lut dtype"):
+        p.replace(lut=p.lut.astype(np.int16))
+    with pytest.raises(HalutError, match="scale must be float32"):
+        p.replace(scale=np.ones(2, np.float32))
+    with pytest.raises(HalutError, match="input_scale"):
+        p.replace(input_scale=float("nan"))
+
+
+def test_program_arrays_are_read_only() -> None:
+    p = random_program(np.random.default_rng(0), C=2, K=4, M=3, D=5)
+    with pytest.raises(ValueError):
+        p.lut[0, 0, 0] = 1
+
+
+def test_rtl_params_reject_impossible_sets() -> None:
+    with pytest.raises(HalutError, match="power of two"):
+        RtlParams(K=12)
+    with pytest.raises(HalutError, match="must divide"):
+        RtlParams(M=16, out_lanes=3)
+    with pytest.raises(HalutError, match="too few"):
+        RtlParams(C=1, M=16, out_lanes=4)
+    assert RtlParams(C=1, M=16).out_lanes == 16
+
+
+def test_parameter_assignments_parse_like_the_cli() -> None:
+    p = parse_assignments(["M=8", "k=4", "lut=fp16", "lanes=4"], RtlParams(C=3))
+    assert (p.C, p.K, p.M, p.lut_format, p.out_lanes) == (3, 4, 8, "fp16", 4)
+    assert p.verilog_parameters() == {"C": 3, "K": 4, "M": 8, "ThrFmt": 0, "LutFmt": 1,
+                                      "OutLanes": 4}
+    with pytest.raises(HalutError, match="unknown RTL parameter"):
+        parse_assignments(["Q=1"])
+    with pytest.raises(HalutError, match="integer"):
+        parse_assignments(["M=x"])
+    with pytest.raises(HalutError, match="NAME=VALUE"):
+        parse_assignments(["M"])
