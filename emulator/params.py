@@ -46,7 +46,7 @@ class RtlParams:
         lanes = self.M if self.out_lanes == 0 else self.out_lanes
         if lanes < 1 or self.M % lanes != 0:
             raise HalutError(f"out_lanes={self.out_lanes} must divide M={self.M}")
-        if self.M > lanes * self.C:
+        if lanes * self.C < self.M:
             raise HalutError(f"out_lanes={lanes} is too few for M={self.M}, C={self.C}: a row's "
                              f"{self.M // lanes} output beats must fit in its C={self.C} cycles "
                              f"(need out_lanes >= {-(-self.M // self.C)})")

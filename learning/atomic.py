@@ -16,7 +16,7 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:  # type: ignore[type-arg]
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it over ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, array, allow_pickle=False)
 
 
-def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[IO], None],  # type: ignore[type-arg]
+def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[IO], None],
                       mode: str = "wb") -> None:
     with atomic_open(path, mode) as fh:
         writer(fh)

@@ -12,8 +12,8 @@ Layout
   format ``fp16``) or int8 (format ``int8``).
 * ``lut``         (M, C, K): int8 (LUT format ``int8``) or float16 (``fp16``).
 * ``scale``, ``bias`` (M,) float32: host dequantization ``y = float32(acc) * scale + bias``.
-* ``input_scale`` float32: int8 features are ``saturate(round_half_even(float32(x) * input_scale))``;
-  ignored (1.0) for fp16 features.
+* ``input_scale`` float32: int8 features are
+  ``saturate(round_half_even(float32(x) * input_scale))``; ignored (1.0) for fp16 features.
 
 Address map of the configuration port (16-bit data, one entry per write)
 ------------------------------------------------------------------------
@@ -153,9 +153,8 @@ class HardwareProgram:
 
     def __post_init__(self) -> None:
         if self.threshold_format not in THRESHOLD_FORMATS:
-            raise HalutError(
-                f"threshold format must be one of {THRESHOLD_FORMATS}, got {self.threshold_format!r}"
-            )
+            raise HalutError(f"threshold format must be one of {THRESHOLD_FORMATS}, "
+                             f"got {self.threshold_format!r}")
         if self.lut_format not in LUT_FORMATS:
             raise HalutError(f"LUT format must be one of {LUT_FORMATS}, got {self.lut_format!r}")
         lut = np.asarray(self.lut)
@@ -173,7 +172,7 @@ class HardwareProgram:
         if dims.shape != (C, L) or not np.issubdtype(dims.dtype, np.integer):
             raise HalutError(f"dims must be integer with shape (C, L) = ({C}, {L}), "
                              f"got {dims.dtype} {dims.shape}")
-        if int(self.D) < 1 or C > int(self.D):
+        if int(self.D) < 1 or int(self.D) < C:
             raise HalutError(f"D={self.D} must be >= C={C}")
         if dims.size and (dims.min() < 0 or dims.max() >= self.D):
             raise HalutError(f"dims must lie in [0, D={self.D}), got range "

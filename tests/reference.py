@@ -44,7 +44,10 @@ def fp16_bits_to_value(bits: int) -> Fraction | float:
     s, e, m = bits >> 15, (bits >> 10) & 0x1F, bits & 0x3FF
     if e == 0x1F:
         return (-INF if s else INF) if m == 0 else float("nan")
-    v = Fraction(m, 1024) * Fraction(2) ** -14 if e == 0 else (1 + Fraction(m, 1024)) * Fraction(2) ** (e - 15)
+    if e == 0:
+        v = Fraction(m, 1024) * Fraction(2) ** -14
+    else:
+        v = (1 + Fraction(m, 1024)) * Fraction(2) ** (e - 15)
     return -v if s else v
 
 

@@ -22,7 +22,7 @@ FORMATS = [("fp16", "int8"), ("fp16", "fp16"), ("int8", "int8"), ("int8", "fp16"
 def plain_run(program: HardwareProgram, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """codes, acc bits (uint32) and y bits (uint32), one element at a time."""
     N = A.shape[0]
-    C, K, M, L = program.C, program.K, program.M, program.L
+    C, M, L = program.C, program.M, program.L
     codes = np.zeros((N, C), dtype=np.int64)
     acc_bits = np.zeros((N, M), dtype=np.uint32)
     y_bits = np.zeros((N, M), dtype=np.uint32)
