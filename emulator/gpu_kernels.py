@@ -162,3 +162,44 @@ def fused_kernel(a_ptr, stride_an, dims_ptr, thr_ptr, lut_ptr, scale_ptr, bias_p
 
 def cdiv(a: int, b: int) -> int:
     return int(triton.cdiv(a, b))
+
+
+def compile_ptx(kernel: str, *, fp16_features: bool = True, fp16_lut: bool = True, K: int = 16,
+                block_n: int = 64, block_m: int = 64, arch: int = 90) -> str:
+    """PTX of one kernel compiled ahead of time for CUDA ``sm_<arch>`` (no GPU needed).
+
+    Used to check, without a GPU, what the compiled arithmetic is (no ``fma``, no ``.ftz``).
+    Only possible when the kernels were not decorated for the interpreter: run it in a
+    process with ``TRITON_INTERPRET=0``.
+    """
+    if INTERPRETED:
+        raise RuntimeError("kernels were decorated for the interpreter; set TRITON_INTERPRET=0")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    lut = "*fp16" if fp16_lut else "*i8"
+    acc = "*fp32" if fp16_lut else "*i32"
+    L = int(K).bit_length() - 1
+    table: dict[str, tuple[object, dict[str, str], dict[str, object]]] = {
+        "encode_kernel": (encode_kernel, {
+            "a_ptr": "*fp32", "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
+            "codes_ptr": "*u8", "N": "i32", "C": "i32", "input_scale": "fp32"},
+            {"L": L, "K": K, "FP16_FEAT": fp16_features, "BLOCK_N": block_n}),
+        "decode_kernel": (decode_kernel, {
+            "codes_ptr": "*u8", "lut_ptr": lut, "scale_ptr": "*fp32", "bias_ptr": "*fp32",
+            "acc_ptr": acc, "y_ptr": "*fp32", "N": "i32", "M": "i32", "C": "i32"},
+            {"K": K, "FP16_LUT": fp16_lut, "WRITE_ACC": True, "BLOCK_N": block_n,
+             "BLOCK_M": block_m}),
+        "fused_kernel": (fused_kernel, {
+            "a_ptr": "*fp32", "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
+            "lut_ptr": lut, "scale_ptr": "*fp32", "bias_ptr": "*fp32", "acc_ptr": acc,
+            "y_ptr": "*fp32", "N": "i32", "M": "i32", "C": "i32", "input_scale": "fp32"},
+            {"L": L, "K": K, "FP16_FEAT": fp16_features, "FP16_LUT": fp16_lut,
+             "WRITE_ACC": True, "BLOCK_N": block_n, "BLOCK_M": block_m}),
+    }
+    fn, sig, consts = table[kernel]
+    signature: dict[str, str] = {**sig, **{name: "constexpr" for name in consts}}
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                              options={"enable_fp_fusion": False})
+    return str(compiled.asm["ptx"])

@@ -1,0 +1,308 @@
+"""The GPU reference path (emulator/gpu.py) against the golden model, bit for bit.
+
+The Triton kernels run in the Triton interpreter here (no GPU): TRITON_INTERPRET must be set
+before anything imports triton, hence the first lines. The torch fallback is tested on the
+same vectors. Tests marked ``cuda`` run only where torch sees a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import emulator  # noqa: E402
+from emulator import golden  # noqa: E402
+from emulator.gpu import decode, encode, order_keys, run_gpu  # noqa: E402
+from emulator.run import run_program  # noqa: E402
+from emulator.vectors import corner_cases, random_activations, random_program  # noqa: E402
+from learning.errors import HalutError  # noqa: E402
+from learning.program import HardwareProgram  # noqa: E402
+
+FORMATS = [("fp16", "int8"), ("fp16", "fp16"), ("int8", "int8"), ("int8", "fp16")]
+HAS_CUDA = torch.cuda.is_available()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def assert_bit_exact(program: HardwareProgram, A: np.ndarray, **kwargs: object) -> dict:
+    g = golden.run(program, A)
+    r = run_gpu(program, A, **kwargs)  # type: ignore[arg-type]
+    assert r.backend == "gpu"
+    assert r.acc.dtype == g.acc.dtype and r.y.dtype == np.float32
+    np.testing.assert_array_equal(r.acc.view(np.uint32), g.acc.view(np.uint32))
+    np.testing.assert_array_equal(r.y.view(np.uint32), g.y.view(np.uint32))
+    return r.info
+
+
+# ---- bit-exactness ---------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["fused", "split"])
+@pytest.mark.parametrize("K", [2, 16, 256])
+@pytest.mark.parametrize("thr_fmt,lut_fmt", FORMATS)
+def test_triton_kernels_match_golden_bit_for_bit_on_ragged_shapes(thr_fmt: str, lut_fmt: str,
+                                                                 K: int, mode: str) -> None:
+    rng = np.random.default_rng(K * 31 + len(thr_fmt + lut_fmt) + len(mode))
+    # N = 37 rows over blocks of 16 and M = 19 columns over blocks of 8: ragged edges,
+    # several programs along both grid axes; D = 23 with C = 5 uneven codebooks
+    program = random_program(rng, C=5, K=K, M=19, D=23, threshold_format=thr_fmt,
+                             lut_format=lut_fmt)
+    A = random_activations(rng, program, 37)
+    info = assert_bit_exact(program, A, impl="triton", mode=mode, block_n=16, block_m=8)
+    assert info["impl"] == "triton" and info["mode"] == mode
+    assert info["interpreted"] is (not HAS_CUDA)
+
+
+@pytest.mark.parametrize("K", [2, 16, 256])
+@pytest.mark.parametrize("thr_fmt,lut_fmt", FORMATS)
+def test_torch_fallback_matches_golden_bit_for_bit(thr_fmt: str, lut_fmt: str, K: int) -> None:
+    rng = np.random.default_rng(K * 17 + len(thr_fmt + lut_fmt))
+    program = random_program(rng, C=7, K=K, M=21, D=30, threshold_format=thr_fmt,
+                             lut_format=lut_fmt)
+    A = random_activations(rng, program, 53)
+    info = assert_bit_exact(program, A, impl="torch")
+    assert info["impl"] == "torch"
+
+
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+@pytest.mark.parametrize("thr_fmt,lut_fmt", FORMATS)
+def test_corner_case_table_is_bit_exact(thr_fmt: str, lut_fmt: str, impl: str) -> None:
+    cases = corner_cases(thr_fmt, lut_fmt)
+    assert cases
+    for case in cases:
+        try:
+            assert_bit_exact(case.program, case.A, impl=impl)
+        except AssertionError as exc:
+            raise AssertionError(f"corner case {case.name!r}: {exc}") from None
+
+
+def test_dequantization_keeps_subnormals_and_does_not_fuse() -> None:
+    """A tiny scale makes acc * scale subnormal; bias = -prod makes fma and mul+add differ."""
+    rng = np.random.default_rng(5)
+    base = random_program(rng, C=3, K=4, M=6, D=8, threshold_format="fp16", lut_format="fp16")
+    A = random_activations(rng, base, 20)
+    for scale, bias in ((1e-41, 0.0), (0.1, -0.3), (3.3e-39, 1e-44)):
+        program = base.replace(scale=np.full(6, scale, np.float32),
+                               bias=np.full(6, bias, np.float32))
+        for impl in ("triton", "torch"):
+            assert_bit_exact(program, A, impl=impl, block_n=8, block_m=4)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), C=st.integers(1, 6), L=st.integers(1, 8),
+       M=st.integers(1, 24), N=st.integers(1, 40), fmt=st.sampled_from(FORMATS),
+       impl=st.sampled_from(["triton", "torch"]))
+def test_random_shapes_are_bit_exact(seed: int, C: int, L: int, M: int, N: int,
+                                     fmt: tuple[str, str], impl: str) -> None:
+    rng = np.random.default_rng(seed)
+    D = C + int(rng.integers(0, 20))
+    program = random_program(rng, C=C, K=1 << L, M=M, D=D, threshold_format=fmt[0],
+                             lut_format=fmt[1])
+    assert_bit_exact(program, random_activations(rng, program, N), impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+def test_encode_and_decode_match_golden_stages(impl: str) -> None:
+    rng = np.random.default_rng(11)
+    program = random_program(rng, C=4, K=16, M=10, D=12, threshold_format="int8",
+                             lut_format="fp16")
+    A = random_activations(rng, program, 29)
+    g = golden.run(program, A)
+    codes = encode(program, A, impl=impl, block_n=8)
+    assert codes.dtype == np.int32
+    np.testing.assert_array_equal(codes, g.codes)
+    acc, y = decode(program, g.codes, impl=impl, block_n=8, block_m=4)
+    np.testing.assert_array_equal(acc.view(np.uint32), g.acc.view(np.uint32))
+    np.testing.assert_array_equal(y.view(np.uint32), g.y.view(np.uint32))
+
+
+def test_order_keys_sort_like_ieee_fp16_with_equal_zeros() -> None:
+    bits = np.arange(0, 1 << 16, dtype=np.uint32).astype(np.uint16)
+    vals = bits.view(np.float16)
+    keep = ~np.isnan(vals)
+    vals = vals[keep]
+    keys = order_keys(vals)
+    a = vals[::97].astype(np.float64)
+    ka = keys[::97].astype(np.int64)
+    np.testing.assert_array_equal(a[:, None] > a[None, :], ka[:, None] > ka[None, :])
+    assert order_keys(np.array([-0.0, 0.0], np.float16)).tolist() == [0, 0]
+
+
+# ---- entry points and choices ----------------------------------------------------------
+def test_run_program_gpu_backend_reaches_the_gpu_path() -> None:
+    rng = np.random.default_rng(3)
+    program = random_program(rng, C=3, K=4, M=5, D=7)
+    A = random_activations(rng, program, 9)
+    r = run_program(program, A, backend="gpu", impl="torch")
+    g = golden.run(program, A)
+    assert r.backend == "gpu" and r.info["impl"] == "torch"
+    np.testing.assert_array_equal(r.y.view(np.uint32), g.y.view(np.uint32))
+
+
+def test_auto_picks_triton_when_it_imports() -> None:
+    rng = np.random.default_rng(4)
+    program = random_program(rng, C=2, K=2, M=3, D=4)
+    r = run_gpu(program, random_activations(rng, program, 5))
+    assert r.info["impl"] == "triton"
+    assert r.info["device"] == ("cuda" if HAS_CUDA else "cpu")
+
+
+def test_without_triton_auto_falls_back_to_torch_and_triton_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # make `import triton` fail for real, and force emulator.gpu_kernels to be imported anew
+    monkeypatch.setitem(sys.modules, "triton", None)
+    monkeypatch.delitem(sys.modules, "emulator.gpu_kernels", raising=False)
+    monkeypatch.delattr(emulator, "gpu_kernels", raising=False)
+    rng = np.random.default_rng(6)
+    program = random_program(rng, C=3, K=8, M=4, D=6, threshold_format="int8")
+    A = random_activations(rng, program, 10)
+    info = assert_bit_exact(program, A)
+    assert info["impl"] == "torch"
+    with pytest.raises(HalutError, match="Triton is not installed"):
+        run_gpu(program, A, impl="triton")
+
+
+def test_torch_fallback_refuses_flushed_subnormals() -> None:
+    rng = np.random.default_rng(7)
+    program = random_program(rng, C=2, K=4, M=3, D=5, lut_format="fp16")
+    A = random_activations(rng, program, 4)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        with pytest.raises(HalutError, match="subnormals"):
+            run_gpu(program, A, impl="torch")
+    finally:
+        torch.set_flush_denormal(False)
+
+
+# ---- bad input ---------------------------------------------------------------------------
+@pytest.fixture
+def small() -> tuple[HardwareProgram, np.ndarray]:
+    rng = np.random.default_rng(8)
+    program = random_program(rng, C=2, K=4, M=3, D=5)
+    return program, random_activations(rng, program, 4)
+
+
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_activations_give_the_golden_message(small: tuple, impl: str,
+                                                        bad: float) -> None:
+    program, A = small
+    A = A.copy()
+    A[2, 3] = bad
+    with pytest.raises(HalutError) as want:
+        golden.run(program, A)
+    with pytest.raises(HalutError) as got:
+        run_gpu(program, A, impl=impl)
+    assert str(got.value) == str(want.value)
+    assert "row 2, column 3" in str(got.value)
+
+
+@pytest.mark.parametrize("A,match", [
+    (np.zeros((4, 6), np.float32), "5 columns"),
+    (np.zeros(5, np.float32), "2-D"),
+    (np.zeros((4, 5), np.int32), "float array"),
+    (np.zeros((0, 5), np.float32), "empty"),
+])
+def test_bad_activation_shapes_and_dtypes_are_one_clear_error(small: tuple, A: np.ndarray,
+                                                              match: str) -> None:
+    program, _ = small
+    with pytest.raises(HalutError, match=match):
+        run_gpu(program, A)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"impl": "cuda"}, "unknown GPU implementation"),
+    ({"mode": "fastest"}, "unknown mode"),
+    ({"block_n": 12}, "block_n must be a power of two"),
+    ({"block_m": 0}, "block_m must be a power of two"),
+    ({"device": "nonsense"}, "unknown device"),
+])
+def test_bad_options_are_one_clear_error(small: tuple, kwargs: dict, match: str) -> None:
+    program, A = small
+    with pytest.raises(HalutError, match=match):
+        run_gpu(program, A, **kwargs)
+
+
+def test_a_non_program_is_rejected(small: tuple) -> None:
+    _, A = small
+    with pytest.raises(HalutError, match="HardwareProgram"):
+        run_gpu(object(), A)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="needs a machine without a CUDA GPU")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(small: tuple) -> None:
+    program, A = small
+    with pytest.raises(HalutError, match="no CUDA GPU"):
+        run_gpu(program, A, device="cuda")
+
+
+@pytest.mark.parametrize("codes,match", [
+    (np.full((3, 2), 4, np.int32), r"\[0, K=4\)"),
+    (np.zeros((3, 3), np.int32), "shape"),
+    (np.zeros((3, 2), np.float32), "integer"),
+])
+def test_bad_codes_are_one_clear_error(small: tuple, codes: np.ndarray, match: str) -> None:
+    program, _ = small
+    with pytest.raises(HalutError, match=match):
+        decode(program, codes, impl="torch")
+
+
+# ---- the compiled GPU code, checked without a GPU ----------------------------------------
+PTX_CHECK = """
+import os, sys
+os.environ["TRITON_INTERPRET"] = "0"
+from emulator import gpu_kernels as k
+for name in ("encode_kernel", "decode_kernel", "fused_kernel"):
+    for feat16, lut16 in ((True, True), (False, False)):
+        ptx = k.compile_ptx(name, fp16_features=feat16, fp16_lut=lut16)
+        body = [l.split("//")[0] for l in ptx.splitlines()]
+        assert not any("fma" in l for l in body), (name, "fma")
+        assert not any(".ftz" in l for l in body), (name, "ftz")
+        if name != "decode_kernel" and not feat16:
+            assert any("add.rn.f32" in l and "0f4B400000" in l for l in body), name
+            assert any("add.rn.f32" in l and "0fCB400000" in l for l in body), name
+        if name != "encode_kernel":
+            assert any("mul.rn.f32" in l for l in body), name
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_compiled_ptx_has_no_fma_and_no_flush_to_zero(tmp_path: Path) -> None:
+    """Compile every kernel for sm_90 ahead of time (no GPU needed) and read the PTX:
+    separately rounded mul/add, the RNE magic-number add and subtract kept, no .ftz."""
+    env = dict(os.environ, TRITON_INTERPRET="0",
+               TRITON_CACHE_DIR=str(tmp_path / "triton-cache"))
+    out = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
+
+
+# ---- on a real GPU -------------------------------------------------------------------------
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("thr_fmt,lut_fmt", FORMATS)
+def test_cuda_kernels_match_golden_including_fp16_device_input(thr_fmt: str,
+                                                               lut_fmt: str) -> None:
+    rng = np.random.default_rng(21)
+    program = random_program(rng, C=32, K=16, M=70, D=200, threshold_format=thr_fmt,
+                             lut_format=lut_fmt)
+    A = random_activations(rng, program, 1000)
+    for mode in ("fused", "split"):
+        assert_bit_exact(program, A, impl="triton", mode=mode, device="cuda")
+    assert_bit_exact(program, A, impl="torch", device="cuda")
+    A16 = A.astype(np.float16)
+    g = golden.run(program, A16)
+    r = run_gpu(program, torch.from_numpy(A16).cuda(), impl="triton")
+    np.testing.assert_array_equal(r.y.view(np.uint32), g.y.view(np.uint32))
+    for case in corner_cases(thr_fmt, lut_fmt):
+        assert_bit_exact(case.program, case.A, impl="triton", device="cuda")
