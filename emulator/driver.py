@@ -1,0 +1,231 @@
+"""The cycle-level driver: the batch harness's protocol one clock cycle at a time from Python,
+on pyverilator-mm's wrapper of the Verilated model (built by
+:func:`emulator.build.build_pyverilator`).
+
+Per cycle, exactly as ``emulator/harness.cpp`` (so both give identical outputs and cycle
+reports on the same stimulus): with ``clk_i`` low drive the inputs and ``eval()``; sample
+the handshakes; raise ``clk_i`` and ``eval()``; lower ``clk_i``. The waveform (VCD, or FST
+when the build has it) is dumped through pyverilator's ``start_vcd_trace`` at the same time
+stamps as the harness: ``2*cycle`` with this cycle's inputs, ``2*cycle+1`` after the edge.
+
+Speed: every port access is one ctypes call into pyverilator's generated ``set_*``/``get_*``
+functions (bound once here; pyverilator's ``sim.io`` attribute interface would look each up
+by name and ``eval()`` after every write), so a cycle costs tens of Python calls: use it for
+small runs, debugging and waveforms; the batch harness for everything else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emulator.harness import RESET_CYCLES, Handshake, StreamCounts, rng_state
+from learning.errors import HalutError
+
+
+class CycleSim:
+    """pyverilator-driven accelerator with the same methods as :class:`BatchSim`.
+
+    Parameters
+    ----------
+    library : pyverilator's shared library (``BuildResult.path`` of build_pyverilator)
+    trace : path of a VCD file for the whole run, or None
+    """
+
+    def __init__(self, library: str | os.PathLike[str],
+                 trace: str | os.PathLike[str] | None = None) -> None:
+        from pyverilator import PyVerilator
+
+        self._pv = PyVerilator(str(library))
+        self._pv.auto_eval = False
+        lib, model = self._pv.lib, self._pv.model
+        self._model = model
+        self._eval = lib.eval
+        self._eval.argtypes = [ctypes.c_void_p]
+        widths = dict(self._pv.inputs + self._pv.outputs)
+        for port in ("clk_i", "rst_ni", "cfg_valid_i", "cfg_addr_i", "cfg_data_i",
+                     "in_valid_i", "in_ready_o", "in_data_i", "out_valid_o", "out_ready_i",
+                     "out_data_o"):
+            if port not in widths:
+                raise HalutError(f"the Verilated top has no port {port}: is it halut_accel?")
+        self.in_bits = int(widths["in_data_i"])
+        self.out_bits = int(widths["out_data_o"])
+        self._setters: dict[str, Callable[[int], Any]] = {}
+        for name, width in self._pv.inputs:
+            self._setters[name] = self._bind_setter(lib, name, int(width))
+        self._get_in_ready = self._bind_getter32(lib, "in_ready_o")
+        self._get_out_valid = self._bind_getter32(lib, "out_valid_o")
+        self._out_words = (self.out_bits + 31) // 32
+        fn = lib.get_out_data_o
+        if self.out_bits > 64:
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            fn.restype = ctypes.c_uint32
+            self._get_out_word = lambda i: int(fn(model, i))
+        else:
+            fn.argtypes = [ctypes.c_void_p]
+            fn.restype = ctypes.c_uint64 if self.out_bits > 32 else ctypes.c_uint32
+            self._get_out_word = lambda i: (int(fn(model)) >> (32 * i)) & 0xFFFFFFFF
+        self._last: dict[str, int] = {}
+        self.cycle_count = 0
+        self._trace = None
+        self._dump: Callable[[int], Any] | None = None
+        if trace is not None:
+            Path(trace).parent.mkdir(parents=True, exist_ok=True)
+            self._pv.start_vcd_trace(str(trace), auto_tracing=False)
+            dump = lib.add_to_vcd_trace
+            dump.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            handle = self._pv.vcd_trace
+            self._dump = lambda t: dump(handle, t)
+        self._idle()
+        self._set("rst_ni", 1)
+        self._settle()
+
+    # ---- port access ----------------------------------------------------------------------
+    def _bind_setter(self, lib: Any, name: str, width: int) -> Callable[[int], Any]:
+        fn = getattr(lib, f"set_{name}")
+        model = self._model
+        if width > 64:
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64]
+            words = (width + 31) // 32
+
+            def set_wide(v: int) -> None:
+                for i in range(words):
+                    fn(model, i, (v >> (32 * i)) & 0xFFFFFFFF)
+            return set_wide
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_uint64 if width > 32 else ctypes.c_uint32]
+        return lambda v: fn(model, v)
+
+    def _bind_getter32(self, lib: Any, name: str) -> Callable[[], int]:
+        fn = getattr(lib, f"get_{name}")
+        fn.argtypes = [ctypes.c_void_p]
+        fn.restype = ctypes.c_uint32
+        model = self._model
+        return lambda: int(fn(model))
+
+    def _set(self, name: str, value: int) -> None:
+        if self._last.get(name) != value:
+            self._setters[name](value)
+            self._last[name] = value
+
+    def _settle(self) -> None:
+        self._set("clk_i", 0)
+        self._eval(self._model)
+
+    def _edge(self) -> None:
+        if self._dump is not None:
+            self._dump(2 * self.cycle_count)
+        self._set("clk_i", 1)
+        self._eval(self._model)
+        if self._dump is not None:
+            self._dump(2 * self.cycle_count + 1)
+        self._set("clk_i", 0)
+        self.cycle_count += 1
+
+    def _idle(self) -> None:
+        for name in ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data_i"):
+            self._set(name, 0)
+        self._set("out_ready_i", 1)
+
+    # ---- the protocol (same as BatchSim) ---------------------------------------------------
+    def reset(self, cycles: int = RESET_CYCLES) -> None:
+        self._idle()
+        self._set("rst_ni", 0)
+        self._settle()
+        for _ in range(cycles):
+            self._edge()
+        self._set("rst_ni", 1)
+        self._settle()
+
+    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
+        a = np.asarray(addr, dtype=np.uint32)
+        d = np.asarray(data, dtype=np.uint16)
+        if a.shape != d.shape or a.ndim != 1:
+            raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
+                             f"and {d.shape}")
+        for ai, di in zip(a.tolist(), d.tolist(), strict=True):
+            self._set("cfg_valid_i", 1)
+            self._set("cfg_addr_i", ai)
+            self._set("cfg_data_i", di)
+            self._set("in_valid_i", 0)
+            self._set("out_ready_i", 1)
+            self._settle()
+            self._edge()
+        self._idle()
+        self._settle()
+        return int(a.size)
+
+    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
+               valid: Handshake = Handshake(), ready: Handshake = Handshake(),  # noqa: B008
+               rng: np.ndarray | None = None, max_idle: int = 10_000
+               ) -> tuple[np.ndarray, StreamCounts]:
+        """Same contract as :meth:`emulator.harness.BatchSim.stream`."""
+        b = np.asarray(beats, dtype=np.uint32)
+        if b.ndim != 2:
+            raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
+        n_beats = b.shape[0]
+        shifts = [32 * i for i in range(b.shape[1])]
+        values = [sum(int(w) << s for w, s in zip(row, shifts, strict=True)) for row in b]
+        state = rng if rng is not None else rng_state(0)
+        out = np.zeros((n_out, out_words), dtype=np.uint32)
+        t = in_idx = out_idx = 0
+        last_in = last_out = -1
+        last_fire = 0
+        while out_idx < n_out or in_idx < n_beats:
+            want_valid = valid.high(t, state, 0)
+            want_ready = ready.high(t, state, 1)
+            is_valid = want_valid and in_idx < n_beats
+            self._set("in_valid_i", 1 if is_valid else 0)
+            self._set("in_data_i", values[in_idx] if is_valid else 0)
+            self._set("out_ready_i", 1 if want_ready else 0)
+            self._settle()
+            in_fire = is_valid and self._get_in_ready() != 0
+            out_fire = want_ready and self._get_out_valid() != 0
+            if out_fire:
+                if out_idx >= n_out:
+                    raise HalutError("the accelerator produced more results than rows streamed")
+                for i in range(out_words):
+                    out[out_idx, i] = self._get_out_word(i)
+                out_idx += 1
+                last_out = t
+            if in_fire:
+                in_idx += 1
+                last_in = t
+            if in_fire or out_fire:
+                last_fire = t
+            self._edge()
+            t += 1
+            if t - last_fire > max_idle:
+                raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles "
+                                 f"after {in_idx} of {n_beats} beats in")
+        self._set("in_valid_i", 0)
+        self._set("in_data_i", 0)
+        self._set("out_ready_i", 0)
+        self._settle()
+        if self._get_out_valid() != 0:
+            raise HalutError("the accelerator produced more results than rows streamed")
+        self._idle()
+        self._settle()
+        return out, StreamCounts(in_idx, (last_in + 1) - in_idx, last_out - last_in, t)
+
+    @property
+    def cycle(self) -> int:
+        return self.cycle_count
+
+    def close(self) -> None:
+        """Finish the run (closes the waveform)."""
+        if self._pv is not None and self._pv.vcd_trace is not None:
+            if self._dump is not None:
+                self._dump(2 * self.cycle_count)
+            self._pv.stop_vcd_trace()
+            self._dump = None
+
+    def __enter__(self) -> CycleSim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,223 @@
+"""The batch harness: ``emulator/harness.cpp`` (compiled with the Verilated model into a
+shared library by :func:`emulator.build.build_harness`) driven through ctypes with numpy
+buffers, so a whole tile runs without one Python call per cycle.
+
+ABI (all ``extern "C"``; see harness.cpp for the cycle protocol)::
+
+    void*   hx_create(const char* trace_path_or_NULL)
+    void    hx_destroy(void*)
+    void    hx_reset(void*, int cycles)
+    int64_t hx_config(void*, const uint32_t* addr, const uint16_t* data, int64_t n)
+    int     hx_stream(void*, const uint32_t* beats, int64_t n_beats, int in_words,
+                      uint32_t* out, int64_t n_out, int out_words,
+                      const uint8_t* valid_pat, int64_t valid_len,
+                      const uint8_t* ready_pat, int64_t ready_len,
+                      uint64_t* rng /*[2], updated*/, uint64_t valid_thr, uint64_t ready_thr,
+                      int64_t max_idle, int64_t* counts /*[4]: stream, stall, drain, cycles*/)
+    int64_t hx_cycle(void*)
+    int     hx_trace_kind()   /* 0 none, 1 VCD, 2 FST */
+
+The handshake patterns (:class:`Handshake`) and the random generator (:func:`splitmix64`) are
+defined here once and used by both drivers, so that the batch harness and the cycle-level
+driver see identical stimulus.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from learning.errors import HalutError
+
+M64 = (1 << 64) - 1
+RESET_CYCLES = 2
+_VALID_SEED_MIX = 0x5851F42D4C957F2D
+_READY_SEED_MIX = 0xD1B54A32D192ED03
+
+
+def splitmix64(state: np.ndarray, i: int) -> int:
+    """Advance ``state[i]`` (uint64) and return the next splitmix64 output (the C loop's
+    generator, bit for bit)."""
+    s = (int(state[i]) + 0x9E3779B97F4A7C15) & M64
+    state[i] = np.uint64(s)
+    z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def rng_state(seed: int | None) -> np.ndarray:
+    """The two generator states (valid stream, ready stream) for ``seed`` (None -> 0)."""
+    s = int(seed or 0) & M64
+    return np.array([s ^ _VALID_SEED_MIX, s ^ _READY_SEED_MIX], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """When the host offers a beat (``valid``) or accepts a result (``ready``) in the
+    streaming cycles: a cyclic 0/1 pattern, or random with probability ``p`` of being low
+    each cycle (threshold ``round(p * 2**53)`` on the top 53 bits of splitmix64)."""
+
+    pattern: np.ndarray | None = None  # uint8 0/1, cyclic over streaming cycles
+    threshold: int = 0
+
+    @classmethod
+    def make(cls, spec: object, name: str) -> Handshake:
+        """``None`` (always high), a probability in [0, 1) of being low, or a 0/1 array."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, (float, int, np.floating, np.integer)) and not isinstance(spec, bool):
+            p = float(spec)
+            if not 0.0 <= p < 1.0:
+                raise HalutError(f"{name} probability must lie in [0, 1), got {p}")
+            return cls(threshold=int(round(p * 2.0**53)))
+        arr = np.asarray(spec)
+        if arr.ndim != 1 or arr.size == 0:
+            raise HalutError(f"{name} pattern must be a non-empty 1-D 0/1 array, "
+                             f"got shape {arr.shape}")
+        if not np.all((arr == 0) | (arr == 1)):
+            raise HalutError(f"{name} pattern must hold only 0 and 1")
+        if not np.any(arr):
+            raise HalutError(f"{name} pattern is all zeros: the run would never finish")
+        return cls(pattern=np.ascontiguousarray(arr, dtype=np.uint8))
+
+    def high(self, t: int, state: np.ndarray, i: int) -> bool:
+        """The value in streaming cycle ``t`` (draws from ``state[i]`` in random mode)."""
+        if self.pattern is not None:
+            return bool(self.pattern[t % self.pattern.size])
+        return not ((splitmix64(state, i) >> 11) < self.threshold)
+
+
+@dataclass(frozen=True)
+class StreamCounts:
+    """Handshake counts of one streamed tile (cycle accounting of emulator/cycles.py):
+    ``stall`` counts the streaming cycles up to the last accepted beat that took none,
+    ``drain`` the cycles from the last accepted beat to the last result taken, so
+    ``cycles == stream + stall + drain``."""
+
+    stream: int
+    stall: int
+    drain: int
+    cycles: int
+
+
+def _ptr(a: np.ndarray | None, ctype: type) -> object:
+    if a is None:
+        return None  # a NULL pointer
+    return a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+class BatchSim:
+    """One instance of the Verilated accelerator in a harness library.
+
+    Parameters
+    ----------
+    library : path of the shared library from :func:`emulator.build.build_harness`
+    trace : path of a VCD/FST file to write the whole run to (the library must be built
+        with that trace kind), or None
+    """
+
+    def __init__(self, library: str | os.PathLike[str], trace: str | os.PathLike[str] | None
+                 = None) -> None:
+        self._lib = ctypes.CDLL(str(library))
+        lib = self._lib
+        lib.hx_create.restype = ctypes.c_void_p
+        lib.hx_create.argtypes = [ctypes.c_char_p]
+        lib.hx_destroy.argtypes = [ctypes.c_void_p]
+        lib.hx_reset.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.hx_config.restype = ctypes.c_int64
+        lib.hx_config.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32),
+                                  ctypes.POINTER(ctypes.c_uint16), ctypes.c_int64]
+        p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
+        lib.hx_stream.restype = ctypes.c_int
+        lib.hx_stream.argtypes = [
+            ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
+            ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_int64)]
+        lib.hx_cycle.restype = ctypes.c_int64
+        lib.hx_cycle.argtypes = [ctypes.c_void_p]
+        lib.hx_trace_kind.restype = ctypes.c_int
+        if trace is not None and lib.hx_trace_kind() == 0:
+            raise HalutError("this harness build has no tracing; build it with trace=True")
+        path = None if trace is None else os.fsencode(Path(trace))
+        if trace is not None:
+            Path(trace).parent.mkdir(parents=True, exist_ok=True)
+        self._sim: int | None = lib.hx_create(path)
+
+    def _handle(self) -> int:
+        if self._sim is None:
+            raise HalutError("the simulation is closed")
+        return self._sim
+
+    def reset(self, cycles: int = RESET_CYCLES) -> None:
+        """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
+        self._lib.hx_reset(self._handle(), int(cycles))
+
+    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
+        """Write ``data[i]`` (uint16) to ``addr[i]`` (uint32), one per cycle; returns cycles."""
+        a = np.ascontiguousarray(addr, dtype=np.uint32)
+        d = np.ascontiguousarray(data, dtype=np.uint16)
+        if a.shape != d.shape or a.ndim != 1:
+            raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
+                             f"and {d.shape}")
+        return int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
+                                       _ptr(d, ctypes.c_uint16), a.size))
+
+    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
+               valid: Handshake = Handshake(), ready: Handshake = Handshake(),  # noqa: B008
+               rng: np.ndarray | None = None, max_idle: int = 10_000
+               ) -> tuple[np.ndarray, StreamCounts]:
+        """Stream ``beats`` (n_beats, in_words) uint32 and collect ``n_out`` result beats.
+
+        Returns
+        -------
+        out : (n_out, out_words) uint32, the raw output beats in arrival order
+        counts : :class:`StreamCounts`
+        """
+        b = np.ascontiguousarray(beats, dtype=np.uint32)
+        if b.ndim != 2:
+            raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
+        out = np.zeros((n_out, out_words), dtype=np.uint32)
+        counts = np.zeros(4, dtype=np.int64)
+        state = rng if rng is not None else rng_state(0)
+        if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
+            raise HalutError("rng must be a contiguous uint64 array of 2 states")
+        vp, rp = valid.pattern, ready.pattern
+        rc = self._lib.hx_stream(
+            self._handle(), _ptr(b, ctypes.c_uint32), b.shape[0], b.shape[1],
+            _ptr(out, ctypes.c_uint32), n_out, out_words,
+            _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
+            _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
+            _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
+            _ptr(counts, ctypes.c_int64))
+        c = StreamCounts(*(int(x) for x in counts))
+        if rc == -1:
+            raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
+                             f"{c.stream} of {b.shape[0]} beats in")
+        if rc == -2:
+            raise HalutError("the accelerator produced more results than rows streamed")
+        return out, c
+
+    @property
+    def cycle(self) -> int:
+        """Clock cycles since construction (reset included)."""
+        return int(self._lib.hx_cycle(self._handle()))
+
+    def close(self) -> None:
+        """Finish the run (closes the trace file)."""
+        if self._sim is not None:
+            self._lib.hx_destroy(self._sim)
+            self._sim = None
+
+    def __enter__(self) -> BatchSim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
