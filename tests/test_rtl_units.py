@@ -107,7 +107,7 @@ def run_units(tb: Path, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
             "add": out[:, 3], "acc": out[:, 4]}
 
 
-def f32_bits(x: np.ndarray) -> np.ndarray:
+def f32_bits(x: object) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).view(np.uint32)
 
 
@@ -279,10 +279,10 @@ def test_fp32_add_rounds_ties_to_even(units_tb: Path) -> None:
     rng = np.random.default_rng(7)
     n = 10_000
     ea = rng.integers(30, 250, size=n).astype(np.uint32)
-    a = (ea << 23) | rng.integers(0, 1 << 23, size=n).astype(np.uint32)
-    b = ((ea - 24) << 23) | (rng.integers(0, 2, size=n).astype(np.uint32) * 0x400000)
+    ra = (ea << 23) | rng.integers(0, 1 << 23, size=n).astype(np.uint32)
+    rb = ((ea - 24) << 23) | (rng.integers(0, 2, size=n).astype(np.uint32) * 0x400000)
     sign = rng.integers(0, 2, size=n).astype(np.uint32) << 31
-    _check_add(units_tb, a, b | sign, "random ties")
+    _check_add(units_tb, ra, rb | sign, "random ties")
 
 
 # ---- int8 accumulate ----------------------------------------------------------------------
