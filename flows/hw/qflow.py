@@ -1,0 +1,182 @@
+"""Place-and-route with qflow 1.3 (Yosys 0.23, graywolf, qrouter, vesta) on osu018.
+
+qflow's own Yosys 0.23 cannot read the project's SystemVerilog, so its input is the
+generic, flattened Verilog that :mod:`flows.hw.synth` writes (``generic.v``: Yosys 0.70's
+technology-independent gates and flip-flops, plain Verilog-2005). qflow re-maps it onto
+osu018 with its own ``abc`` and ``blifFanout`` buffering, places (graywolf), routes (qrouter)
+and times the routed design (vesta on qrouter's delays).
+
+Figures: die area from the routed DEF's ``DIEAREA``; routed wirelength = the Manhattan length
+of every routed segment of the regular nets in the DEF's ``NETS`` section (power nets in
+``SPECIALNETS`` are not counted); ``vesta_fmax_mhz`` is vesta's "Computed maximum clock
+frequency" (register-to-register, zero margin); the OpenSTA figures are
+:mod:`flows.hw.sta` on qflow's final netlist with its SDF back-annotated (``<``/``>`` in
+bus names rewritten to ``[``/``]``, which OpenSTA 2.0.17 needs).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator.params import RtlParams
+from flows import tools
+from flows.hw.common import TOP, params_dict, write_json
+from flows.hw.sta import DEFAULT_IO_FRACTION, run_sta
+from learning.atomic import atomic_write_text
+from learning.errors import HalutError
+
+
+@dataclass(frozen=True)
+class DefSummary:
+    """What a routed DEF says: die box (um), wirelength (um), net and component counts."""
+
+    die_width_um: float
+    die_height_um: float
+    wirelength_um: float
+    nets: int
+    routed_nets: int
+    components: int
+    fill_cells: int
+
+    @property
+    def die_area_um2(self) -> float:
+        return self.die_width_um * self.die_height_um
+
+
+_POINT = re.compile(r"\(\s*(\S+)\s+(\S+)(?:\s+\S+)?\s*\)")
+
+
+def _path_length(path: str) -> float:
+    """Manhattan length (DEF units) of one routed path ``layer ( x y ) [via] ( x * ) ...``."""
+    total = 0.0
+    prev: tuple[float, float] | None = None
+    for xs, ys in _POINT.findall(path):
+        x = prev[0] if xs == "*" and prev else float(xs)
+        y = prev[1] if ys == "*" and prev else float(ys)
+        if prev is not None:
+            total += abs(x - prev[0]) + abs(y - prev[1])
+        prev = (x, y)
+    return total
+
+
+def parse_def(text: str) -> DefSummary:
+    """Summarize a routed DEF (the units line, DIEAREA, COMPONENTS and NETS sections)."""
+    m = re.search(r"UNITS\s+DISTANCE\s+MICRONS\s+(\d+)", text)
+    units = float(m.group(1)) if m else 1.0
+    m = re.search(r"DIEAREA\s+\(\s*(-?\d+)\s+(-?\d+)\s*\)\s*\(\s*(-?\d+)\s+(-?\d+)\s*\)", text)
+    if not m:
+        raise HalutError("the DEF has no DIEAREA")
+    x0, y0, x1, y1 = (float(g) for g in m.groups())
+    comp = re.search(r"^COMPONENTS\s+(\d+)\s*;(.*?)^END COMPONENTS", text, re.S | re.M)
+    n_comp = int(comp.group(1)) if comp else 0
+    fills = len(re.findall(r"^\s*-\s+\S+\s+FILL\w*\b", comp.group(2), re.M)) if comp else 0
+    nets = re.search(r"^NETS\s+(\d+)\s*;(.*?)^END NETS", text, re.S | re.M)
+    if not nets:
+        raise HalutError("the DEF has no NETS section")
+    length = 0.0
+    routed = 0
+    for stmt in nets.group(2).split(";"):
+        parts = re.split(r"\+\s*(?:ROUTED|FIXED|COVER|NOSHIELD)\b", stmt, maxsplit=1)
+        if len(parts) < 2:
+            continue
+        routed += 1
+        # further properties (+ USE ...) end the wiring
+        wiring = re.split(r"\+\s*[A-Z]", parts[1], maxsplit=1)[0]
+        for path in re.split(r"\bNEW\b", wiring):
+            length += _path_length(path)
+    return DefSummary(die_width_um=(x1 - x0) / units, die_height_um=(y1 - y0) / units,
+                      wirelength_um=length / units, nets=int(nets.group(1)),
+                      routed_nets=routed, components=n_comp, fill_cells=fills)
+
+
+def _find(proj: Path, names: list[str]) -> Path | None:
+    for sub in ("layout", "synthesis", "."):
+        for name in names:
+            p = proj / sub / name
+            if p.is_file():
+                return p
+    return None
+
+
+def _routed_def(proj: Path) -> Path | None:
+    for cand in (proj / "layout" / f"{TOP}.def", proj / f"{TOP}.def",
+                 proj / "layout" / f"{TOP}_route.def", proj / f"{TOP}_route.def"):
+        if cand.is_file() and "ROUTED" in cand.read_text(errors="replace"):
+            return cand
+    return None
+
+
+def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: float = 10.0,
+              io_fraction: float = DEFAULT_IO_FRACTION, density: float | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
+    """Run ``qflow build -T osu018 halut_accel`` on ``generic`` in ``run_dir/qflow``.
+
+    Parameters
+    ----------
+    generic : the generic flattened Verilog of :func:`flows.hw.synth.synthesize`
+    period_ns : clock period for the post-route OpenSTA check
+    density : graywolf's initial density (``project_vars.sh``; lower spreads the cells and
+        helps a congested route); qflow's default when None
+    """
+    qflow = tools.find_qflow()
+    tools.find_osu018("lef")
+    if not generic.is_file():
+        raise HalutError(f"{generic} not found (synthesis writes it)")
+    proj = run_dir / "qflow"
+    if proj.exists():
+        shutil.rmtree(proj)
+    (proj / "source").mkdir(parents=True)
+    shutil.copyfile(generic, proj / "source" / f"{TOP}.v")
+    if density is not None:
+        if not 0.05 <= density <= 1.0:
+            raise HalutError(f"placement density must be in [0.05, 1], got {density}")
+        atomic_write_text(proj / "project_vars.sh",
+                          f"#!/bin/tcsh -f\nset initial_density = {density}\n")
+    log = run_dir / "qflow.log"
+    t0 = time.monotonic()
+    run = tools.run_tool([qflow, "build", "-T", "osu018", TOP], cwd=proj, log=log,
+                         timeout=timeout, check=False, what="qflow")
+    seconds = time.monotonic() - t0
+    logtext = log.read_text(errors="replace")
+    route_log = _find(proj, ["log/route.log"]) or proj / "log" / "route.log"
+    rtext = route_log.read_text(errors="replace") if route_log.is_file() else ""
+    m = re.search(r"Final:\s*(No failed routes|(\d+) failed routes?)", rtext)
+    failed = (0 if m and m.group(2) is None else int(m.group(2))) if m else None
+    def_path = _routed_def(proj)
+    if def_path is None:
+        raise HalutError(f"qflow produced no routed DEF (exit {run.returncode}; "
+                         f"{tools.last_error_line(log)}; log: {log})")
+    summary = parse_def(def_path.read_text(errors="replace"))
+    vesta = ""
+    for p in sorted((proj / "log").glob("*sta*.log")):
+        vesta += p.read_text(errors="replace")
+    fm = re.findall(r"Computed maximum clock frequency \(zero margin\) = ([0-9.]+) MHz",
+                    vesta + logtext)
+    result: dict[str, Any] = {
+        "tool": "qflow", "params": params_dict(params), "returncode": run.returncode,
+        "seconds": round(seconds, 1), "run_dir": str(run_dir), "log": str(log),
+        "def": str(def_path), "die_area_um2": round(summary.die_area_um2, 2),
+        "die_width_um": summary.die_width_um, "die_height_um": summary.die_height_um,
+        "wirelength_um": round(summary.wirelength_um, 1), "nets": summary.nets,
+        "routed_nets": summary.routed_nets, "components": summary.components,
+        "cells": summary.components - summary.fill_cells, "failed_routes": failed,
+        "vesta_fmax_mhz": float(fm[-1]) if fm else None,
+    }
+    netlist = _find(proj, [f"{TOP}.rtlnopwr.v"])
+    sdf = _find(proj, [f"{TOP}.sdf"])
+    if netlist and sdf:
+        fixed = run_dir / "qflow_post_route.sdf"
+        atomic_write_text(fixed, sdf.read_text(errors="replace").replace("<", "[")
+                          .replace(">", "]"))
+        post = run_sta(params, netlist, run_dir, period_ns=period_ns, io_fraction=io_fraction,
+                       sdf=fixed, name="post_route_sta")
+        result["post_route_sta"] = {k: post.to_dict()[k] for k in
+                                    ("period_ns", "wns_ns", "tns_ns", "fmax_mhz",
+                                     "min_period_ns", "critical_path", "power_w")}
+    write_json(run_dir / "pnr.json", result)
+    return result

