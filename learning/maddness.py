@@ -1,0 +1,339 @@
+"""MADDNESS learning (Blalock & Guttag, arXiv 2106.10860, sections 4.1-4.3).
+
+``learn(A, B, C, K)`` learns, for each of ``C`` contiguous codebooks of the input dims, a
+balanced binary tree of depth ``L = log2 K`` whose levels each split on ONE dimension
+(the hash function of section 4.2), then the prototypes jointly by ridge regression on the
+one-hot codes (section 4.3, eq. 8) and finally the lookup table ``LUT = prototypes . B``.
+
+Tree learning, per codebook and level (all buckets of the level at once):
+
+1. per dimension, the within-bucket sum of squared errors summed over the current buckets;
+   the ``n_candidates`` dims with the largest loss are the candidates;
+2. for a candidate dim ``j``, rows are ordered by (bucket, x_j) and cumulative sums of the
+   codebook's columns and their squares give, for every split position in every bucket,
+   the summed SSE of the two children; each bucket takes its best position (only between
+   distinct values, threshold = midpoint, rounded to float32 so that the split is kept);
+3. the candidate with the lowest total loss becomes the level's dim.
+
+Cost per codebook: ``O(L * n_candidates * N * (log N + D/C))``. Ridge: ``G^T G`` (CK x CK)
+from code co-occurrence counts (one ``bincount`` per codebook), ``G^T A`` (CK x D) as a
+sparse product in row chunks; neither builds the N x CK one-hot matrix densely.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+import threadpoolctl
+
+from learning.errors import HalutError
+from learning.model import HalutModel
+from learning.program import codebook_bounds, log2_exact
+from learning.validate import as_float_matrix
+
+_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Tree:
+    """One codebook's learned tree: split dims (absolute) (L,), heap-ordered float32
+    thresholds (K-1,) and the training rows' codes (N,) int64."""
+
+    dims: np.ndarray
+    thresholds: np.ndarray
+    codes: np.ndarray
+
+
+def _bucket_sums(X: np.ndarray, code: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """Per-bucket row counts (nb,), column sums (nb, d) and sums of squares (nb, d)."""
+    cnt = np.bincount(code, minlength=nb)
+    G = scipy.sparse.csr_matrix((np.ones(code.size), (code, np.arange(code.size))),
+                                shape=(nb, code.size))
+    s = np.asarray(G @ X)
+    s2 = np.asarray(G @ (X * X))
+    return cnt, s, s2
+
+
+def _split_midpoint(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """float32 thresholds t with ``lo <= t < hi`` (lo < hi float32), near the midpoint."""
+    mid = ((lo.astype(np.float64) + hi.astype(np.float64)) / 2).astype(np.float32)
+    return np.where(mid >= hi, lo, mid).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """A column cut into value bins: bin b holds ``edges[b-1] < x <= edges[b]``.
+
+    bins (N,) int64; edges (E,) float32, data values, the last one the column's max;
+    above (E,) float32, the smallest data value above each edge (the edge itself for the
+    last one).
+    """
+
+    bins: np.ndarray
+    edges: np.ndarray
+    above: np.ndarray
+
+
+def _column_bins(x: np.ndarray, max_bins: int | None) -> _Bins:
+    """Bins of a float32 column: every distinct value its own bin when there are at most
+    ``max_bins`` distinct values (or ``max_bins`` is None), else quantile bins."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    uniq = xs[np.concatenate([[True], xs[1:] != xs[:-1]])]
+    if max_bins is None or uniq.size <= max_bins:
+        edges = uniq
+    else:
+        q = xs[(np.arange(1, max_bins) * xs.size) // max_bins]
+        edges = np.unique(np.append(q, xs[-1]))
+    bins = np.empty(x.size, dtype=np.int64)
+    bins[order] = np.searchsorted(edges, xs, side="left")  # sorted queries: fast
+    pos = np.minimum(np.searchsorted(uniq, edges, side="right"), uniq.size - 1)
+    above = np.where(uniq[pos] > edges, uniq[pos], edges)
+    return _Bins(bins=bins, edges=edges, above=above)
+
+
+def _best_split(W: np.ndarray, col: _Bins, code: np.ndarray, nb: int,
+                whole: np.ndarray) -> tuple[float, np.ndarray]:
+    """Best threshold per bucket for one candidate dim.
+
+    Parameters
+    ----------
+    W : (N, d+2) float64, the codebook's centred columns, then ``sum_d X**2``, then ones
+    col : the candidate column's bins
+    code : (N,) int64, the current bucket of each row
+    nb : number of buckets
+    whole : (nb,) float64, each bucket's SSE without a split
+
+    Returns
+    -------
+    total loss (float) and thresholds (nb,) float32 (NaN for an empty bucket)
+    """
+    N, d2 = W.shape
+    d = d2 - 2
+    E = col.edges.size
+    keys = code * E + col.bins
+    G = scipy.sparse.csc_matrix((np.ones(N), keys, np.arange(N + 1)), shape=(nb * E, N))
+    H = np.asarray(G @ W).reshape(nb, E, d2)  # per (bucket, bin): sums, sum of squares, count
+    cum = np.cumsum(H, axis=1)  # left child when splitting after bin b
+    tot = cum[:, -1:, :]
+    sl, ql, nl = cum[:, :, :d], cum[:, :, d], cum[:, :, d + 1]
+    sr, qr, nr = tot[:, :, :d] - sl, tot[:, :, d] - ql, tot[:, :, d + 1] - nl
+    filled = H[:, :, d + 1] > 0
+    valid = filled & (nr > 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = (ql - np.einsum("ijk,ijk->ij", sl, sl) / nl
+                + qr - np.einsum("ijk,ijk->ij", sr, sr) / nr)
+    loss = np.where(valid, loss, np.inf)
+    b = np.argmin(loss, axis=1)
+    rows = np.arange(nb)
+    best = loss[rows, b]
+    split = np.isfinite(best) & (best < whole)
+    best_loss = np.where(split, best, whole)
+    # next filled bin at or after each position, per bucket (E where none)
+    nxt = np.where(filled, np.arange(E)[None, :], E)
+    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
+    thr = np.full(nb, np.nan, dtype=np.float32)
+    last = E - 1 - np.argmax(filled[:, ::-1], axis=1)  # last filled bin: all rows go left
+    nonempty = filled.any(axis=1)
+    thr[nonempty] = col.edges[last[nonempty]]
+    if np.any(split):
+        bs = b[split]
+        b2 = nxt[rows[split], np.minimum(bs + 1, E - 1)]
+        thr[split] = _split_midpoint(col.edges[bs], col.above[b2 - 1])
+    return float(np.maximum(best_loss, 0.0).sum()), thr
+
+
+def learn_tree(Xc: np.ndarray, offset: int, L: int, n_candidates: int,
+               max_bins: int | None) -> Tree:
+    """Learn one codebook's tree on its columns ``Xc`` (N, d) float32 (section 4.2).
+
+    Returns the tree with absolute split dims (``offset`` + local dim).
+    """
+    N, d = Xc.shape
+    X = Xc.astype(np.float64)
+    X -= X.mean(axis=0)  # SSE is shift-invariant; centring keeps the cumulative sums exact
+    W = np.empty((N, d + 2))
+    W[:, :d] = X
+    W[:, d] = np.einsum("ij,ij->i", X, X)
+    W[:, d + 1] = 1.0
+    cols: dict[int, _Bins] = {}
+    code = np.zeros(N, dtype=np.int64)
+    dims = np.zeros(L, dtype=np.int32)
+    thresholds = np.zeros((1 << L) - 1, dtype=np.float32)
+    for level in range(L):
+        nb = 1 << level
+        cnt, s, s2 = _bucket_sums(X, code, nb)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_dim = np.where(cnt[:, None] > 0, s2 - s * s / np.maximum(cnt, 1)[:, None], 0.0)
+        whole = per_dim.sum(axis=1)
+        cands = np.argsort(-per_dim.sum(axis=0), kind="stable")[:n_candidates]
+        best: tuple[float, int, np.ndarray] | None = None
+        for j in cands:
+            j = int(j)
+            if j not in cols:
+                cols[j] = _column_bins(Xc[:, j], max_bins)
+            loss, thr = _best_split(W, cols[j], code, nb, whole)
+            if best is None or loss < best[0]:
+                best = (loss, j, thr)
+        assert best is not None
+        _, j, thr = best
+        empty = np.isnan(thr)
+        if np.any(empty):  # an empty bucket: any value keeps it consistent; use the median
+            thr[empty] = np.float32(np.median(Xc[:, j]))
+        dims[level] = offset + j
+        thresholds[nb - 1:2 * nb - 1] = thr
+        code = 2 * code + (Xc[:, j] > thr[code]).astype(np.int64)
+    return Tree(dims=dims, thresholds=thresholds, codes=code)
+
+
+def _gram(codes: np.ndarray, K: int) -> np.ndarray:
+    """``G^T G`` (CK, CK) float64 from code co-occurrence counts; codes (N, C)."""
+    N, C = codes.shape
+    flat = codes + (np.arange(C) * K)[None, :]
+    gtg = np.zeros((C * K, C * K))
+    for c in range(C):
+        keys = (codes[:, c:c + 1] * (C * K) + flat[:, c:]).ravel()
+        block = np.bincount(keys, minlength=K * C * K).reshape(K, C * K)[:, c * K:]
+        gtg[c * K:(c + 1) * K, c * K:] = block
+        gtg[c * K:, c * K:(c + 1) * K] = block.T
+    return gtg
+
+
+def _gram_rhs(codes: np.ndarray, K: int, A: np.ndarray) -> np.ndarray:
+    """``G^T A`` (CK, D) float64 by sparse products over row chunks; codes (N, C)."""
+    N, C = codes.shape
+    out = np.zeros((C * K, A.shape[1]))
+    offs = (np.arange(C) * K)[None, :]
+    for lo in range(0, N, _CHUNK_ROWS):
+        hi = min(N, lo + _CHUNK_ROWS)
+        rows = np.repeat(np.arange(hi - lo), C)
+        cols = (codes[lo:hi] + offs).ravel()
+        G = scipy.sparse.csr_matrix((np.ones(rows.size), (cols, rows)),
+                                    shape=(C * K, hi - lo))
+        out += G @ A[lo:hi].astype(np.float64)
+    return out
+
+
+def leaf_means(A: np.ndarray, codes: np.ndarray, bounds: np.ndarray, K: int) -> np.ndarray:
+    """Prototypes as leaf means in each codebook's own dims, zero elsewhere: (C*K, D)."""
+    N, C = codes.shape
+    P = np.zeros((C * K, A.shape[1]))
+    for c in range(C):
+        lo, hi = int(bounds[c]), int(bounds[c + 1])
+        cnt = np.bincount(codes[:, c], minlength=K)
+        G = scipy.sparse.csr_matrix((np.ones(N), (codes[:, c], np.arange(N))), shape=(K, N))
+        sums = np.asarray(G @ A[:, lo:hi].astype(np.float64))
+        P[c * K:(c + 1) * K, lo:hi] = sums / np.maximum(cnt, 1)[:, None]
+    return P
+
+
+def ridge_prototypes(A: np.ndarray, codes: np.ndarray, K: int, lam: float) -> np.ndarray:
+    """Prototypes minimising ``||A - G P||^2 + lam ||P||^2`` (eq. 8): (C*K, D) float64."""
+    gtg = _gram(codes, K)
+    gtg[np.diag_indices_from(gtg)] += lam
+    rhs = _gram_rhs(codes, K, A)
+    # A small dense solve: one BLAS thread is as fast, and multi-threaded OpenBLAS slows
+    # down ~70x on a busy 2-core machine (measured: 15 ms vs 1.1 s for 512 x 512).
+    threads = 1 if gtg.shape[0] <= 4096 else None
+    try:
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            factor = scipy.linalg.cho_factor(gtg, lower=False, check_finite=False)
+            return np.asarray(scipy.linalg.cho_solve(factor, rhs, check_finite=False))
+    except np.linalg.LinAlgError as exc:  # only with lam == 0 and collinear codes
+        raise HalutError(f"ridge system is singular ({exc}); use a ridge lambda > 0") from exc
+
+
+def _check_options(C: int, K: int, n_candidates: int, ridge: float | None,
+                   calibration_rows: int) -> None:
+    if not isinstance(C, (int, np.integer)) or isinstance(C, bool) or C < 1:
+        raise HalutError(f"C must be a positive integer, got {C!r}")
+    log2_exact(K)
+    if int(n_candidates) < 1:
+        raise HalutError(f"n_candidates must be >= 1, got {n_candidates}")
+    if ridge is not None and not (np.isfinite(ridge) and ridge >= 0):
+        raise HalutError(f"ridge lambda must be finite and >= 0 (or None), got {ridge}")
+    if int(calibration_rows) < 0:
+        raise HalutError(f"calibration_rows must be >= 0, got {calibration_rows}")
+
+
+def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
+          bias: np.ndarray | None = None, n_candidates: int = 4, ridge: float | None = 1.0,
+          max_bins: int | None = 256, calibration_rows: int = 1024,
+          keep_weights: bool = True) -> HalutModel:
+    """Learn a MADDNESS model of the layer ``A @ B + bias``.
+
+    Parameters
+    ----------
+    A : (N, D) float array, training activations (finite; N >= K)
+    B : (D, M) float array, the layer's weights
+    C : number of codebooks, 1 <= C <= D (contiguous groups of dims, sizes differ by <= 1)
+    K : prototypes per codebook, a power of two in [2, 256]
+    seed : seeds the choice of calibration rows (learning itself is deterministic)
+    bias : (M,) float array or None (zeros)
+    n_candidates : candidate split dims tried per tree level (the top by bucket SSE)
+    ridge : lambda of the ridge regression for the prototypes; None keeps the leaf means
+    calibration_rows : training rows whose split-dim features are kept for quantization
+    keep_weights : store ``B`` in the model (needed for :meth:`HalutModel.exact`)
+
+    Returns
+    -------
+    HalutModel with ``stats`` holding ``nmse_train`` (NMSE of the float model against
+    ``A @ B + bias`` on the training rows), ``n_rows`` and ``seconds``.
+    """
+    t0 = time.perf_counter()
+    _check_options(C, K, n_candidates, ridge, calibration_rows)
+    A32 = as_float_matrix(A, "activations")
+    N, D = A32.shape
+    B32 = as_float_matrix(B, "weights")
+    if B32.shape[0] != D:
+        raise HalutError(f"weights must have D={D} rows (the activations' columns), "
+                         f"got shape {B32.shape}")
+    M = B32.shape[1]
+    if bias is None:
+        bias32 = np.zeros(M, dtype=np.float32)
+    else:
+        bias32 = as_float_matrix(np.asarray(bias).reshape(1, -1), "bias", cols=M)[0]
+        if np.asarray(bias).ndim != 1:
+            raise HalutError(f"bias must be a vector of {M} values, got shape "
+                             f"{np.asarray(bias).shape}")
+    bounds = codebook_bounds(D, int(C))
+    L = log2_exact(K)
+    if N < K:
+        raise HalutError(f"need at least K={K} training rows, got N={N}")
+
+    trees = [learn_tree(A32[:, bounds[c]:bounds[c + 1]], int(bounds[c]), L,
+                        int(n_candidates), max_bins) for c in range(int(C))]
+    codes = np.stack([t.codes for t in trees], axis=1)  # (N, C)
+    if ridge is None:
+        P = leaf_means(A32, codes, bounds, K)
+    else:
+        P = ridge_prototypes(A32, codes, K, float(ridge))
+    lut = (P @ B32.astype(np.float64)).reshape(int(C), K, M).transpose(2, 0, 1)
+    counts = np.stack([np.bincount(codes[:, c], minlength=K) for c in range(int(C))])
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(N, size=min(N, int(calibration_rows)), replace=False))
+    dims = np.stack([t.dims for t in trees])
+    stats: dict[str, Any] = {"n_rows": int(N), "ridge": ridge, "n_candidates": int(n_candidates),
+                             "seed": int(seed)}
+    model = HalutModel(dims=dims, thresholds=np.stack([t.thresholds for t in trees]),
+                       lut=lut.astype(np.float32), bias=bias32, D=D,
+                       weights=B32 if keep_weights else None, stats=stats, counts=counts,
+                       calibration=A32[rows][:, dims] if rows.size else None)
+    y_hat = model.decode(codes.astype(np.int32))
+    y = A32 @ B32 + bias32[None, :]
+    stats["nmse_train"] = _nmse(y_hat, y)
+    stats["seconds"] = time.perf_counter() - t0
+    object.__setattr__(model, "stats", stats)
+    return model
+
+
+def _nmse(y_hat: np.ndarray, y: np.ndarray) -> float:
+    from learning.datasets import nmse
+
+    return nmse(y_hat, y)

@@ -1,0 +1,253 @@
+"""The ``.halut`` model file: an npz archive with a JSON header, no pickle.
+
+Layout (format ``halut-model``, version 1; docs/model-file.md):
+
+* ``header``: uint8 array holding UTF-8 JSON: ``format``, ``format_version``, ``C``, ``K``,
+  ``D``, ``M``, ``has_program``, ``program`` (formats, input scale), ``stats``, ``created``,
+  ``arrays`` (name -> dtype, shape) and ``checksum`` (sha256, see :func:`checksum`).
+* ``model_dims`` (C, L) int32, ``model_thresholds`` (C, K-1) float32, ``model_lut``
+  (M, C, K) float32, ``model_bias`` (M,) float32, optional ``model_weights`` (D, M)
+  float32, ``model_counts`` (C, K) int64, ``model_calibration`` (R, C, L) float32.
+* with a program: ``program_dims`` (C, L) int32, ``program_thresholds`` (C, K-1)
+  float16|int8, ``program_lut`` (M, C, K) int8|float16, ``program_scale`` and
+  ``program_bias`` (M,) float32.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from learning.atomic import atomic_write_with
+from learning.errors import HalutError
+from learning.model import HalutModel
+from learning.program import HardwareProgram, log2_exact
+
+FORMAT_NAME = "halut-model"
+FORMAT_VERSION = 1
+SUFFIX = ".halut"
+
+
+@dataclass(frozen=True, eq=False)
+class SavedModel:
+    """What :func:`load_model` returns: the float model, the program (if saved) and the
+    file's header (a dict)."""
+
+    model: HalutModel
+    program: HardwareProgram | None
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the arrays in name order: for each, its name, dtype string, shape and
+    C-order bytes (the ``header`` array is not included)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "header":
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)
+
+
+def _arrays_of(model: HalutModel, program: HardwareProgram | None) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {
+        "model_dims": model.dims, "model_thresholds": model.thresholds,
+        "model_lut": model.lut, "model_bias": model.bias}
+    for name in ("weights", "counts", "calibration"):
+        v = getattr(model, name)
+        if v is not None:
+            arrays[f"model_{name}"] = v
+    if program is not None:
+        for name in ("dims", "thresholds", "lut", "scale", "bias"):
+            arrays[f"program_{name}"] = getattr(program, name)
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
+def write_archive(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
+                  header: dict[str, Any]) -> None:
+    """Write ``arrays`` plus ``header`` (with array table and checksum added) atomically."""
+    header = dict(header)
+    header["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape)}
+                        for k, v in sorted(arrays.items())}
+    header["checksum"] = checksum(arrays)
+    text = json.dumps(_jsonable(header), sort_keys=True)
+    payload = dict(arrays)
+    payload["header"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+    def writer(fh: IO[bytes]) -> None:
+        np.savez(fh, **payload)  # type: ignore[arg-type]
+
+    atomic_write_with(path, writer, "wb")
+
+
+def save_model(path: str | os.PathLike[str], model: HalutModel,
+               program: HardwareProgram | None = None) -> Path:
+    """Save ``model`` (and its quantized ``program``) to ``path`` atomically.
+
+    An interrupted write leaves any previous file at ``path`` intact.
+    """
+    if not isinstance(model, HalutModel):
+        raise HalutError(f"save_model needs a HalutModel, got {type(model).__name__}")
+    if program is not None:
+        if not isinstance(program, HardwareProgram):
+            raise HalutError(f"program must be a HardwareProgram, got {type(program).__name__}")
+        got = (program.C, program.K, program.D, program.M)
+        want = (model.C, model.K, model.D, model.M)
+        if got != want:
+            raise HalutError(f"program (C, K, D, M) = {got} does not match the model's {want}")
+    header: dict[str, Any] = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "C": model.C, "K": model.K, "D": model.D, "M": model.M,
+        "has_program": program is not None,
+        "program": None if program is None else {
+            "threshold_format": program.threshold_format, "lut_format": program.lut_format,
+            "input_scale": program.input_scale},
+        "stats": model.stats,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_archive(path, _arrays_of(model, program), header)
+    return Path(path)
+
+
+def _expected(h: dict[str, Any], R: int | None) -> dict[str, tuple[tuple[int, ...], set[str]]]:
+    C, K, D, M = (int(h[k]) for k in ("C", "K", "D", "M"))
+    L = log2_exact(K)
+    exp: dict[str, tuple[tuple[int, ...], set[str]]] = {
+        "model_dims": ((C, L), {"<i4"}), "model_thresholds": ((C, K - 1), {"<f4"}),
+        "model_lut": ((M, C, K), {"<f4"}), "model_bias": ((M,), {"<f4"}),
+        "model_weights": ((D, M), {"<f4"}), "model_counts": ((C, K), {"<i8"}),
+        "program_dims": ((C, L), {"<i4"}), "program_thresholds": ((C, K - 1), {"<f2", "|i1"}),
+        "program_lut": ((M, C, K), {"|i1", "<f2"}), "program_scale": ((M,), {"<f4"}),
+        "program_bias": ((M,), {"<f4"})}
+    if R is not None:
+        exp["model_calibration"] = ((R, C, L), {"<f4"})
+    return exp
+
+
+def _read_header(npz: Any, where: str) -> dict[str, Any]:
+    if "header" not in npz.files:
+        raise HalutError(f"{where} is not a halut model file (no header in the archive)")
+    raw = npz["header"]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise HalutError(f"{where}: the header is not a byte array")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HalutError(f"{where}: the header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        fmt = header.get("format") if isinstance(header, dict) else None
+        raise HalutError(f"{where} is not a halut model file (format {fmt!r}, "
+                         f"expected {FORMAT_NAME!r})")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise HalutError(f"{where} has model file format version {version}, but this halut "
+                         f"reads version {FORMAT_VERSION}")
+    for key in ("C", "K", "D", "M", "arrays", "checksum"):
+        if key not in header:
+            raise HalutError(f"{where}: the header lacks {key!r}")
+    return header
+
+
+def load_model(path: str | os.PathLike[str]) -> SavedModel:
+    """Load and fully validate a ``.halut`` file; every problem is one HalutError line."""
+    p = Path(path)
+    where = f"model file {str(p)!r}"
+    if not p.is_file():
+        raise HalutError(f"{where} does not exist")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] != b"PK":
+        raise HalutError(f"{where} is not a halut model file (not an npz/zip archive)")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise HalutError(f"{where} is truncated or its archive directory is damaged "
+                         f"({exc})") from None
+    try:
+        npz = np.load(p, allow_pickle=False)
+    except Exception as exc:  # numpy raises many kinds here
+        raise HalutError(f"{where} cannot be opened ({exc})") from None
+    with npz:
+        header = _read_header(npz, where)
+        arrays: dict[str, np.ndarray] = {}
+        for name in npz.files:
+            if name == "header":
+                continue
+            try:
+                arrays[name] = npz[name]
+            except Exception as exc:  # zip CRC errors, short reads, pickled objects
+                raise HalutError(f"{where} is corrupt: array {name!r} is unreadable "
+                                 f"({exc})") from None
+    table = header["arrays"]
+    if not isinstance(table, dict) or set(table) != set(arrays):
+        raise HalutError(f"{where}: arrays {sorted(arrays)} do not match the header's "
+                         f"{sorted(table) if isinstance(table, dict) else table}")
+    cal = arrays.get("model_calibration")
+    try:
+        expected = _expected(header, None if cal is None or cal.ndim != 3 else cal.shape[0])
+    except (TypeError, ValueError) as exc:
+        raise HalutError(f"{where}: bad sizes in the header ({exc})") from None
+    for name, arr in arrays.items():
+        if name not in expected:
+            raise HalutError(f"{where}: unexpected array {name!r}")
+        shape, dtypes = expected[name]
+        if arr.shape != shape:
+            raise HalutError(f"{where}: array {name!r} has shape {arr.shape}, expected {shape}")
+        if arr.dtype.str not in dtypes:
+            raise HalutError(f"{where}: array {name!r} has dtype {arr.dtype}, expected "
+                             f"{' or '.join(sorted(dtypes))}")
+        if list(arr.shape) != table[name].get("shape") or arr.dtype.str != table[name].get(
+                "dtype"):
+            raise HalutError(f"{where}: array {name!r} differs from the header's description")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise HalutError(f"{where}: array {name!r} holds NaN or inf")
+    for required in ("model_dims", "model_thresholds", "model_lut", "model_bias"):
+        if required not in arrays:
+            raise HalutError(f"{where}: array {required!r} is missing")
+    if checksum(arrays) != header["checksum"]:
+        raise HalutError(f"{where} is corrupt: checksum mismatch (the arrays were changed "
+                         "after writing)")
+    model = HalutModel(dims=arrays["model_dims"], thresholds=arrays["model_thresholds"],
+                       lut=arrays["model_lut"], bias=arrays["model_bias"], D=int(header["D"]),
+                       weights=arrays.get("model_weights"),
+                       stats=dict(header.get("stats") or {}),
+                       counts=arrays.get("model_counts"), calibration=cal)
+    program = None
+    if header.get("has_program"):
+        meta = header.get("program") or {}
+        try:
+            program = HardwareProgram(
+                dims=arrays["program_dims"], thresholds=arrays["program_thresholds"],
+                lut=arrays["program_lut"], scale=arrays["program_scale"],
+                bias=arrays["program_bias"], D=int(header["D"]),
+                threshold_format=str(meta.get("threshold_format")),
+                lut_format=str(meta.get("lut_format")),
+                input_scale=float(meta.get("input_scale", 1.0)))
+        except KeyError as exc:
+            raise HalutError(f"{where}: program array {exc} is missing") from None
+    return SavedModel(model=model, program=program, header=header)
