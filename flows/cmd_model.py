@@ -1,9 +1,179 @@
-"""Commands of this group are added by the issue that owns them."""
+"""Model commands: ``halut learn``, ``halut info``, ``halut eval``.
+
+    halut learn --activations A.npy --weights B.npy -C 32 -K 16 -o model.halut
+                [--threshold-format fp16|int8] [--lut-format int8|fp16] [--seed N]
+                [--bias b.npy] [--json]
+    halut info model.halut [--json]
+    halut eval model.halut --activations A.npy --weights B.npy [--bias b.npy] [--json]
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import click
+import numpy as np
+
+from emulator import golden
+from flows.cli import emit_json
+from learning import load_model, quantize, save_model
+from learning.datasets import nmse
+from learning.errors import HalutError
+from learning.maddness import learn
+from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
+from learning.validate import as_float_matrix
+
+
+def load_npy(path: Path, what: str) -> np.ndarray:
+    """One array from a ``.npy`` file (no pickle); a HalutError for missing/corrupt files."""
+    if not path.is_file():
+        raise HalutError(f"{what} file {str(path)!r} does not exist")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise HalutError(f"cannot read {what} file {str(path)!r}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                         ) from None
+    if not isinstance(arr, np.ndarray):
+        raise HalutError(f"{what} file {str(path)!r} holds several arrays; give one .npy array")
+    return arr
+
+
+def _load_bias(path: Path | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    b = load_npy(path, "bias")
+    if b.ndim != 1:
+        raise HalutError(f"bias must be a vector (M,), got shape {b.shape}")
+    return b
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.5f}"
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the ``halut`` group."""
+    """Add ``learn``, ``info`` and ``eval`` to the ``halut`` group."""
+
+    @group.command("learn")
+    @click.option("--activations", "-a", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="(N, D) float training activations, a .npy file.")
+    @click.option("--weights", "-w", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="(D, M) float weights, a .npy file.")
+    @click.option("-C", "C", type=int, required=True, help="Number of codebooks (<= D).")
+    @click.option("-K", "K", type=int, default=16, show_default=True,
+                  help="Prototypes per codebook, a power of two in [2, 256].")
+    @click.option("--threshold-format", type=click.Choice(THRESHOLD_FORMATS), default="fp16",
+                  show_default=True, help="Feature/threshold format of the hardware program.")
+    @click.option("--lut-format", type=click.Choice(LUT_FORMATS), default="int8",
+                  show_default=True, help="LUT entry format of the hardware program.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--bias", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="(M,) float bias, a .npy file (default zeros).")
+    @click.option("--output", "-o", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="Model file to write (.halut), atomically.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+    def learn_cmd(activations: Path, weights: Path, C: int, K: int, threshold_format: str,
+                  lut_format: str, seed: int, bias: Path | None, output: Path,
+                  as_json: bool) -> None:
+        """Learn a MADDNESS model of A @ B (+ bias), quantize it and save both."""
+        A = load_npy(activations, "activations")
+        B = load_npy(weights, "weights")
+        b = _load_bias(bias)
+        t0 = time.perf_counter()
+        model = learn(A, B, C, K, seed=seed, bias=b)
+        t_learn = time.perf_counter() - t0
+        program = quantize(model, threshold_format=threshold_format, lut_format=lut_format)
+        A32 = as_float_matrix(A, "activations")
+        y = model.exact(A32)
+        nmse_q = nmse(golden.run(program, A32).y, y)
+        model.stats["nmse_train_quantized"] = nmse_q
+        save_model(output, model, program)
+        summary: dict[str, Any] = {
+            "output": str(output), "N": int(A32.shape[0]), "D": model.D, "M": model.M,
+            "C": model.C, "K": model.K, "threshold_format": threshold_format,
+            "lut_format": lut_format, "input_scale": program.input_scale,
+            "seconds": t_learn, "nmse_train_float": model.stats["nmse_train"],
+            "nmse_train_quantized": nmse_q}
+        if as_json:
+            emit_json(summary)
+            return
+        click.echo(f"learned C={model.C} K={model.K} on A {A32.shape} x B {B.shape} "
+                   f"in {t_learn:.2f} s")
+        click.echo(f"train NMSE: float {_fmt(model.stats['nmse_train'])}, quantized "
+                   f"({threshold_format} thresholds, {lut_format} LUT) {_fmt(nmse_q)}")
+        click.echo(f"wrote {output}")
+
+    @group.command("info")
+    @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+    def info_cmd(model: Path, as_json: bool) -> None:
+        """Describe a .halut model file (shapes, formats, training statistics)."""
+        saved = load_model(model)
+        h = saved.header
+        info: dict[str, Any] = {
+            "path": str(model), "format": h["format"], "format_version": h["format_version"],
+            "created": h.get("created"), "C": saved.model.C, "K": saved.model.K,
+            "D": saved.model.D, "M": saved.model.M,
+            "has_weights": saved.model.weights is not None,
+            "program": None if saved.program is None else saved.program.summary(),
+            "stats": saved.model.stats, "checksum": h["checksum"]}
+        if as_json:
+            emit_json(info)
+            return
+        click.echo(f"{model}: {h['format']} v{h['format_version']}, created {h.get('created')}")
+        click.echo(f"  C={info['C']} K={info['K']} D={info['D']} M={info['M']} "
+                   f"(weights {'kept' if info['has_weights'] else 'not kept'})")
+        p = saved.program
+        click.echo("  program: " + ("none" if p is None else
+                                    f"{p.threshold_format} thresholds, {p.lut_format} LUT, "
+                                    f"input scale {p.input_scale:g}"))
+        for k, v in sorted(saved.model.stats.items()):
+            click.echo(f"  {k}: {v}")
+
+    @group.command("eval")
+    @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--activations", "-a", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="(N, D) float activations, a .npy file.")
+    @click.option("--weights", "-w", required=True,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="(D, M) float weights of the exact layer, a .npy file.")
+    @click.option("--bias", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="(M,) bias of the exact layer (default: the model's bias).")
+    @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+    def eval_cmd(model: Path, activations: Path, weights: Path, bias: Path | None,
+                 as_json: bool) -> None:
+        """NMSE and max |error| of the float model and of the quantized program (golden)
+        against the exact product A @ B + bias."""
+        saved = load_model(model)
+        m = saved.model
+        A = as_float_matrix(load_npy(activations, "activations"), "activations", cols=m.D)
+        B = as_float_matrix(load_npy(weights, "weights"), "weights", cols=m.M)
+        if B.shape[0] != m.D:
+            raise HalutError(f"weights must have shape ({m.D}, {m.M}), got {B.shape}")
+        b = _load_bias(bias)
+        b32 = m.bias if b is None else as_float_matrix(b.reshape(1, -1), "bias", cols=m.M)[0]
+        y = (A @ B + b32[None, :]).astype(np.float32)
+        program = saved.program if saved.program is not None else quantize(m)
+        y_float = m.predict(A)
+        y_q = golden.run(program, A).y
+        out: dict[str, Any] = {
+            "N": int(A.shape[0]), "D": m.D, "M": m.M, "C": m.C, "K": m.K,
+            "threshold_format": program.threshold_format, "lut_format": program.lut_format,
+            "nmse_float": nmse(y_float, y), "nmse_quantized": nmse(y_q, y),
+            "max_abs_error_float": float(np.max(np.abs(y_float - y))),
+            "max_abs_error_quantized": float(np.max(np.abs(y_q - y)))}
+        if as_json:
+            emit_json(out)
+            return
+        click.echo(f"{'':>10} {'NMSE':>10} {'max |err|':>12}")
+        click.echo(f"{'float':>10} {out['nmse_float']:>10.5f} "
+                   f"{out['max_abs_error_float']:>12.5g}")
+        click.echo(f"{'quantized':>10} {out['nmse_quantized']:>10.5f} "
+                   f"{out['max_abs_error_quantized']:>12.5g}")
