@@ -31,8 +31,8 @@ _SCALE_QUANTILES = (1.0, 0.99999, 0.9999, 0.999, 0.995, 0.99)
 
 def _fp16_boundary(t16: np.ndarray) -> np.ndarray:
     """Decision boundary (float64) of ``fp16(x) > t16``: midpoint to the next fp16 up."""
-    up = np.nextafter(t16, np.float16(np.inf))
     with np.errstate(over="ignore"):
+        up = np.nextafter(t16, np.float16(np.inf))
         b = (t16.astype(np.float64) + up.astype(np.float64)) / 2
     return np.where(np.isfinite(up), b, np.inf)
 
@@ -53,11 +53,13 @@ def fp16_thresholds(t: np.ndarray) -> np.ndarray:
     t_clip = np.clip(t64, -FP16_MAX, FP16_MAX)
     with np.errstate(over="ignore"):
         near = t_clip.astype(np.float16)
-    down = np.where(near.astype(np.float64) > t_clip,
-                    np.nextafter(near, np.float16(-np.inf)), near)  # largest fp16 <= t
+    with np.errstate(over="ignore"):
+        down = np.where(near.astype(np.float64) > t_clip,
+                        np.nextafter(near, np.float16(-np.inf)), near)  # largest fp16 <= t
     down = np.where(np.isfinite(down), down, np.float16(-FP16_MAX))
-    below = np.nextafter(down, np.float16(-np.inf))
-    above = np.nextafter(down, np.float16(np.inf))
+    with np.errstate(over="ignore"):
+        below = np.nextafter(down, np.float16(-np.inf))
+        above = np.nextafter(down, np.float16(np.inf))
     cands = np.stack([below, down, above])
     cands = np.where(np.isfinite(cands), cands, down[None])
     cands = np.clip(cands, np.float16(-FP16_MAX), np.float16(FP16_MAX))
