@@ -3,8 +3,8 @@
 1. Train (or load from ``$HALUT_CACHE/demo``) a small CNN on scikit-learn's bundled digits
    (8x8 images, 10 classes, no download), on CPU, seeded.
 2. Replace its second convolution and its classifier with Halut layers
-   (``learning.torch_modules.replace_layers``: inputs recorded on the training set, no
-   retraining).
+   (``learning.torch_modules.replace_layers``, one layer after the other, inputs recorded
+   on the training set; no retraining).
 3. Test-set accuracy with the layers computed by ``float`` (the original network),
    ``maddness`` (learning's float MADDNESS), ``golden``, ``gpu`` and ``rtl`` (the Verilated
    accelerator; on a subset of the test set when asked), and a bit-for-bit check of the rtl
@@ -143,12 +143,10 @@ def train_net(X: np.ndarray, y: np.ndarray, cfg: DemoConfig) -> tuple[DigitsNet,
                  "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def layer_choice(name: str, module: nn.Module) -> int:
-    """C per replaced layer: one codebook per input channel for convolutions (D = Cin*9),
-    16 for the classifier (16 dims per codebook)."""
-    if isinstance(module, nn.Conv2d):
-        return int(module.in_channels)
-    return 16
+#: replaced layers in network order with their codebook counts C (K = cfg.K): the second
+#: convolution gets two codebooks per input channel (D = 16*9 = 144, ~4.5 dims each), the
+#: classifier 64 (D = 256, 4 dims each). Chosen by measurement (docs/demo.md).
+LAYER_PLAN: tuple[tuple[str, int], ...] = (("conv2", 32), ("fc", 64))
 
 
 def _logits(net: nn.Module, X: np.ndarray, backend: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -243,6 +241,11 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     """The whole demo; writes ``demo.json`` and ``demo.png`` to ``cfg.out``."""
     t_all = time.perf_counter()
     secs: dict[str, float] = {}
+    # torch's optimizers import triton; with no GPU the Triton interpreter must be chosen
+    # before that first import (emulator.gpu_kernels sets TRITON_INTERPRET when imported)
+    from emulator.gpu import triton_kernels
+
+    triton_kernels()
     Xtr, ytr, Xte, yte = load_digits_split(cfg.seed)
     if cfg.fast:
         Xte, yte = Xte[:cfg.fast_images], yte[:cfg.fast_images]
@@ -252,9 +255,13 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     t0 = time.perf_counter()
     batches = [torch.from_numpy(Xtr[i:i + 256]) for i in range(0, len(Xtr), 256)]
     learn_report: dict[str, Any] = {}
-    replace_layers(net, batches, ["conv2", "fc"], C=layer_choice, K=cfg.K,
-                   threshold_format=cfg.threshold_format, lut_format=cfg.lut_format,
-                   max_rows=cfg.max_rows, seed=cfg.seed, backend="golden", report=learn_report)
+    # one layer at a time, in network order: each later layer learns from the inputs the
+    # already replaced layers (on golden) give it, so it compensates part of their error
+    for name, C in LAYER_PLAN:
+        replace_layers(net, batches, [name], C=C, K=cfg.K,
+                       threshold_format=cfg.threshold_format, lut_format=cfg.lut_format,
+                       max_rows=cfg.max_rows, seed=cfg.seed, backend="golden",
+                       report=learn_report)
     secs["learn"] = round(time.perf_counter() - t0, 2)
 
     accuracy = {"float": acc_float_net}

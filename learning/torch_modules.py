@@ -355,8 +355,9 @@ class _HalutLayer(nn.Module):
         """Run the selected backend on matrix rows ``A`` (N, D) float32 -> (N, M) float32."""
         if self.backend == "float":
             W, b = self._float_weights()
-            out = torch.nn.functional.linear(torch.from_numpy(A), torch.from_numpy(W.T.copy()),
-                                             torch.from_numpy(b))
+            out = torch.nn.functional.linear(torch.from_numpy(np.array(A)),
+                                             torch.from_numpy(W.T.copy()),
+                                             torch.from_numpy(b.copy()))
             return out.numpy()
         if self.backend == "maddness":
             if self.model is None:
@@ -451,7 +452,7 @@ class HalutConv2d(_HalutLayer):
                 g = self.geometry
                 w = torch.from_numpy(W.T.reshape(self.out_channels, g.in_channels,
                                                  *g.kernel_size).copy())
-                y = torch.nn.functional.conv2d(torch.from_numpy(a), w, torch.from_numpy(b),
+                y = torch.nn.functional.conv2d(torch.from_numpy(a), w, torch.from_numpy(b.copy()),
                                                g.stride, g.padding, g.dilation)
                 return y.to(x.device, x.dtype)
             y_rows = self.run_rows(rows)
