@@ -169,10 +169,9 @@ def rows_to_nchw(Y: np.ndarray, N: int, Hout: int, Wout: int) -> np.ndarray:
 
 
 def _model_class() -> type:
-    import learning  # the learning engineer's public HalutModel
+    from learning import HalutModel
 
-    cls: type = learning.HalutModel  # type: ignore[attr-defined]
-    return cls
+    return HalutModel
 
 
 def _jsonable(v: Any) -> Any:
@@ -605,9 +604,7 @@ def replace_layers(model: nn.Module, batches: Iterable[Any],
     -------
     The same ``model`` object with the layers swapped.
     """
-    import learning  # the learning engineer's API: learn, quantize
-
-    learn, quantize = learning.learn, learning.quantize  # type: ignore[attr-defined]
+    from learning import learn, quantize
 
     check_backend_name(backend)
     if int(max_rows) < 1:
