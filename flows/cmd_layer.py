@@ -106,7 +106,7 @@ def _inputs(layer: Any, kind: str, activations: Path, in_channels: int | None,
             raise HalutError(f"cannot infer a square kernel from D={layer.D} and "
                              f"{in_channels} channels; give --kernel-size")
         kernel_size = k
-    geom = Conv2dGeometry(in_channels, kernel_size, stride, padding, dilation)
+    geom = Conv2dGeometry.make(in_channels, kernel_size, stride, padding, dilation)
     return X, geom
 
 

@@ -99,6 +99,14 @@ class Conv2dGeometry:
         return dataclasses.asdict(self)
 
     @classmethod
+    def make(cls, in_channels: int, kernel_size: int | Sequence[int],
+             stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+             dilation: int | Sequence[int] = 1) -> Conv2dGeometry:
+        """Like the constructor, with ints or pairs (as ``nn.Conv2d`` takes them)."""
+        return cls(in_channels, _pair(kernel_size, "kernel_size"), _pair(stride, "stride"),
+                   _pair(padding, "padding"), _pair(dilation, "dilation"))
+
+    @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> Conv2dGeometry:
         if conv.groups != 1:
             raise HalutError(f"only groups=1 convolutions can be replaced, got "
@@ -107,8 +115,8 @@ class Conv2dGeometry:
             raise HalutError(f"only zero padding is supported, got {conv.padding_mode!r}")
         if isinstance(conv.padding, str):
             raise HalutError(f"padding={conv.padding!r} is not supported; give explicit sizes")
-        return cls(conv.in_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
-                   conv.padding, conv.dilation)  # type: ignore[arg-type]
+        return cls.make(conv.in_channels, conv.kernel_size, conv.stride,
+                        conv.padding, conv.dilation)
 
 
 def check_conv_input(X: np.ndarray, geometry: Conv2dGeometry) -> np.ndarray:
@@ -423,8 +431,7 @@ class HalutConv2d(_HalutLayer):
                  dilation: int | tuple[int, int] = 1, *, C: int, K: int = 16,
                  threshold_format: str = "fp16", lut_format: str = "int8",
                  backend: str = "golden") -> None:
-        geom = Conv2dGeometry(in_channels, kernel_size, stride, padding,  # type: ignore[arg-type]
-                              dilation)  # type: ignore[arg-type]
+        geom = Conv2dGeometry.make(in_channels, kernel_size, stride, padding, dilation)
         super().__init__(geom.patch_size, out_channels, C, K, threshold_format, lut_format,
                          backend)
         self.geometry = geom
