@@ -41,6 +41,10 @@ class CycleSim:
                  trace: str | os.PathLike[str] | None = None) -> None:
         from pyverilator import PyVerilator
 
+        # pyverilator's models share the library's default VerilatedContext, whose time is
+        # the wrapper's global `main_time` (advanced by every eval): a second model in one
+        # process aborts ("Adding model when time is non-zero") unless it is reset first
+        ctypes.c_double.in_dll(ctypes.CDLL(str(library)), "main_time").value = 0.0
         self._pv = PyVerilator(str(library))
         self._pv.auto_eval = False
         lib, model = self._pv.lib, self._pv.model
@@ -72,14 +76,19 @@ class CycleSim:
             self._get_out_word = lambda i: (int(fn(model)) >> (32 * i)) & 0xFFFFFFFF
         self._last: dict[str, int] = {}
         self.cycle_count = 0
-        self._trace = None
+        self._trace: int | None = None
         self._dump: Callable[[int], Any] | None = None
         if trace is not None:
             Path(trace).parent.mkdir(parents=True, exist_ok=True)
-            self._pv.start_vcd_trace(str(trace), auto_tracing=False)
+            # pyverilator's own start_vcd_trace() dumps at t=5 and 10 at once; call its
+            # generated C function instead so that the time stamps match the harness
+            start = lib.start_vcd_trace
+            start.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            start.restype = ctypes.c_void_p
+            self._trace = start(model, os.fsencode(str(trace)))
             dump = lib.add_to_vcd_trace
             dump.argtypes = [ctypes.c_void_p, ctypes.c_int]
-            handle = self._pv.vcd_trace
+            handle = self._trace
             self._dump = lambda t: dump(handle, t)
         self._idle()
         self._set("rst_ni", 1)
@@ -135,8 +144,8 @@ class CycleSim:
     def reset(self, cycles: int = RESET_CYCLES) -> None:
         self._idle()
         self._set("rst_ni", 0)
-        self._settle()
         for _ in range(cycles):
+            self._settle()
             self._edge()
         self._set("rst_ni", 1)
         self._settle()
@@ -218,10 +227,12 @@ class CycleSim:
 
     def close(self) -> None:
         """Finish the run (closes the waveform)."""
-        if self._pv is not None and self._pv.vcd_trace is not None:
-            if self._dump is not None:
-                self._dump(2 * self.cycle_count)
-            self._pv.stop_vcd_trace()
+        if self._trace is not None and self._dump is not None:
+            self._dump(2 * self.cycle_count)
+            stop = self._pv.lib.stop_vcd_trace
+            stop.argtypes = [ctypes.c_void_p]
+            stop(self._trace)
+            self._trace = None
             self._dump = None
 
     def __enter__(self) -> CycleSim:

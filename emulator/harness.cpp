@@ -162,8 +162,10 @@ void hx_reset(void* p, int cycles) {
     Sim* s = static_cast<Sim*>(p);
     idle_inputs(s);
     s->top->rst_ni = 0;
-    settle(s);
-    for (int i = 0; i < cycles; ++i) edge(s);
+    for (int i = 0; i < cycles; ++i) {
+        settle(s);
+        edge(s);
+    }
     s->top->rst_ni = 1;
     settle(s);
 }

@@ -1,0 +1,240 @@
+"""The Verilated accelerator (emulator/rtl.py, harness, cycle driver) against golden, bit for bit.
+
+Covering set of RTL parameter sets (every value of K in {2, 4, 16, 256}, C in {1, 3, 16, 32},
+M in {1, 8, 16}, both threshold and both LUT formats, one multi-beat output): one Verilator
+build each, cached in $HALUT_CACHE and kept on one xdist worker by its group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emulator import golden
+from emulator.build import build_harness
+from emulator.harness import BatchSim, Handshake, rng_state
+from emulator.params import RtlParams
+from emulator.rtl import in_words, pack_beats, run_rtl
+from emulator.vectors import corner_cases, random_activations, random_program
+from learning.errors import HalutError
+from learning.program import HardwareProgram
+
+FORMATS = [("fp16", "int8"), ("fp16", "fp16"), ("int8", "int8"), ("int8", "fp16")]
+
+# name -> (params, columns of the test program: more than params.M means column tiles)
+CONFIGS: dict[str, tuple[RtlParams, int]] = {
+    **{f"C3K4M8_{t}_{lf}": (RtlParams(C=3, K=4, M=8, threshold_format=t, lut_format=lf), 20)
+       for t, lf in FORMATS},
+    "C1K256M1_int8_fp16": (RtlParams(C=1, K=256, M=1, threshold_format="int8",
+                                     lut_format="fp16"), 3),
+    "C16K2M16_fp16_int8_lanes4": (RtlParams(C=16, K=2, M=16, out_lanes=4), 16),
+    "C32K16M16_fp16_int8": (RtlParams(C=32, K=16, M=16), 40),
+}
+
+
+def group(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.xdist_group(f"rtl_{name}")
+
+
+def config_param(name: str) -> object:
+    return pytest.param(name, id=name, marks=group(name))
+
+
+def assert_bit_exact(program: HardwareProgram, A: np.ndarray, r: object) -> None:
+    g = golden.run(program, A)
+    acc = r.acc  # type: ignore[attr-defined]
+    assert acc.dtype == g.acc.dtype and acc.shape == g.acc.shape
+    bad = np.argwhere(acc.view(np.uint32) != g.acc.view(np.uint32))
+    assert bad.size == 0, (f"{len(bad)} mismatches, first at {bad[0].tolist()}: rtl "
+                           f"{acc[tuple(bad[0])]!r} golden {g.acc[tuple(bad[0])]!r}")
+    assert np.array_equal(r.y.view(np.uint32), g.y.view(np.uint32))  # type: ignore[attr-defined]
+
+
+def program_for(name: str, seed: int = 0) -> tuple[HardwareProgram, RtlParams]:
+    params, M = CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    D = 2 * params.C + 5
+    program = random_program(rng, params.C, params.K, M, D, params.threshold_format,
+                             params.lut_format)
+    return program, params
+
+
+@pytest.mark.parametrize("name", [config_param(n) for n in CONFIGS])
+def test_random_programs_match_golden_with_column_tiles_counted(name: str) -> None:
+    program, params = program_for(name)
+    A = random_activations(np.random.default_rng(1), program, 37)
+    r = run_rtl(program, A, params=params)
+    assert_bit_exact(program, A, r)
+    n_tiles = -(-program.M // params.M)
+    assert len(r.tiles) == n_tiles
+    C, K, N = params.C, params.K, A.shape[0]
+    drains = {t.drain for t in r.tiles}
+    assert len(drains) == 1 and drains.pop() > 0  # a fixed pipeline latency
+    for i, t in enumerate(r.tiles):
+        cols = min(params.M, program.M - i * params.M)
+        assert t.config == (C * (K - 1) if i == 0 else 0) + cols * C * K
+        assert t.stream == N * C and t.stall == 0
+    assert r.cycles is not None and r.cycles == sum(r.tiles[1:], r.tiles[0])
+    assert r.cycles.total == sum(t.total for t in r.tiles)
+
+
+@pytest.mark.parametrize("fmt", [pytest.param(f, id="_".join(f), marks=group(
+    f"C3K4M8_{f[0]}_{f[1]}")) for f in FORMATS])
+def test_golden_corner_case_table_through_rtl(fmt: tuple[str, str]) -> None:
+    params = CONFIGS[f"C3K4M8_{fmt[0]}_{fmt[1]}"][0]
+    cases = corner_cases(*fmt)
+    assert cases
+    for case in cases:
+        r = run_rtl(case.program, case.A, params=params)
+        assert_bit_exact(case.program, case.A, r)
+
+
+def _stream_raw(params: RtlParams, program: HardwareProgram, A: np.ndarray,
+                valid: Handshake, ready: Handshake, seed: int = 0) -> tuple[np.ndarray, object,
+                                                                        int]:
+    """Program one tile and stream A through a BatchSim; returns raw out beats, counts and
+    the clock cycles the stream took."""
+    build = build_harness(params)
+    with BatchSim(build.path) as sim:
+        sim.reset()
+        a1, d1 = program.threshold_writes(params.address_map)
+        a2, d2 = program.lut_writes(params.address_map, 0, min(params.M, program.M))
+        sim.config(np.concatenate([a1, a2]), np.concatenate([d1, d2]))
+        beats = pack_beats(golden.gather_features(program, A), params)
+        assert beats.shape[1] == in_words(params)
+        before = sim.cycle
+        n_out = A.shape[0] * params.M // params.out_lanes
+        out, counts = sim.stream(beats, n_out, params.out_lanes, valid=valid, ready=ready,
+                                 rng=rng_state(seed))
+        return out, counts, sim.cycle - before
+
+
+@pytest.mark.parametrize("name", [config_param("C16K2M16_fp16_int8_lanes4"),
+                                  config_param("C3K4M8_fp16_int8")])
+def test_backpressure_and_bubbles_never_drop_duplicate_or_reorder(name: str) -> None:
+    program, params = program_for(name, seed=3)
+    A = random_activations(np.random.default_rng(4), program, 29)
+    base = run_rtl(program, A, params=params)
+    latency = base.tiles[0].drain
+    for seed, (bub, bp) in enumerate([(0.3, 0.0), (0.0, 0.6), (0.5, 0.5), (0.1, 0.9)]):
+        r = run_rtl(program, A, params=params, bubbles=bub, backpressure=bp, seed=seed)
+        assert_bit_exact(program, A, r)  # every row, once, in order
+        for t in r.tiles:
+            assert t.stream == A.shape[0] * params.C
+            assert t.drain >= latency
+            if bp == 0.0:
+                assert t.drain == latency  # bubbles alone never lengthen the drain
+    # the stream phase takes exactly stream + stall + drain clock cycles
+    valid, ready = Handshake.make(0.4, "bubbles"), Handshake.make(0.5, "backpressure")
+    _, counts, cycles = _stream_raw(params, program, A, valid, ready, seed=11)
+    assert counts.cycles == cycles == counts.stream + counts.stall + counts.drain
+    assert counts.stall > 0
+
+
+@pytest.mark.parametrize("name", [config_param("C16K2M16_fp16_int8_lanes4")])
+def test_alternating_valid_costs_one_stall_per_beat_and_no_extra_drain(name: str) -> None:
+    program, params = program_for(name, seed=5)
+    A = random_activations(np.random.default_rng(6), program, 9)
+    _, free, _ = _stream_raw(params, program, A, Handshake(), Handshake())
+    assert free.stall == 0  # one codebook per clock when the output is ready
+    _, alt, _ = _stream_raw(params, program, A, Handshake.make(np.array([1, 0]), "bubbles"),
+                            Handshake())
+    n_beats = A.shape[0] * params.C
+    assert alt.stream == n_beats and alt.stall == n_beats - 1 and alt.drain == free.drain
+
+
+@pytest.mark.parametrize("name", [config_param("C16K2M16_fp16_int8_lanes4"),
+                                  config_param("C3K4M8_int8_fp16")])
+def test_cycle_driver_and_batch_harness_agree_on_outputs_and_cycles(name: str) -> None:
+    program, params = program_for(name, seed=8)
+    A = random_activations(np.random.default_rng(9), program, 5)
+    stimuli: list[dict[str, object]] = [
+        {},
+        {"bubbles": 0.3, "backpressure": 0.4, "seed": 7},
+        {"bubbles": np.array([1, 1, 0]), "backpressure": np.array([0, 1, 1, 0, 1])},
+    ]
+    for kw in stimuli:
+        b = run_rtl(program, A, params=params, driver="batch", **kw)  # type: ignore[arg-type]
+        c = run_rtl(program, A, params=params, driver="cycle", **kw)  # type: ignore[arg-type]
+        assert_bit_exact(program, A, b)
+        assert np.array_equal(b.acc.view(np.uint32), c.acc.view(np.uint32))
+        assert b.tiles == c.tiles and b.cycles == c.cycles
+
+
+def _port_changes(path: Path) -> dict[str, list[tuple[int, str]]]:
+    from vcdvcd import VCDVCD
+
+    vcd = VCDVCD(str(path), signals=None, store_tvs=True)
+    out: dict[str, list[tuple[int, str]]] = {}
+    for ref in vcd.references_to_ids:
+        short = ref.split(".")[-1].split("[")[0]
+        if ref.count(".") == 1 and short.endswith(("_i", "_o", "_ni")):  # top-level ports
+            out[short] = [(int(t), v.lstrip("0") or "0") for t, v in vcd[ref].tv]
+    return out
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_vcd_of_both_drivers_is_readable_and_identical_at_the_ports(name: str,
+                                                                     tmp_path: Path) -> None:
+    program, params = program_for(name, seed=2)
+    A = random_activations(np.random.default_rng(2), program, 4)
+    kw = {"bubbles": 0.25, "backpressure": 0.25, "seed": 1}
+    rb = run_rtl(program, A, params=params, driver="batch", vcd=tmp_path / "b.vcd", **kw)
+    rc = run_rtl(program, A, params=params, driver="cycle", vcd=tmp_path / "c.vcd", **kw)
+    assert_bit_exact(program, A, rb)
+    assert rb.tiles == rc.tiles
+    pb, pc = _port_changes(tmp_path / "b.vcd"), _port_changes(tmp_path / "c.vcd")
+    assert {"clk_i", "rst_ni", "in_valid_i", "in_ready_o", "out_valid_o",
+            "out_data_o"} <= set(pb)
+    assert rb.cycles is not None
+    rising = [t for t, v in pb["clk_i"] if v == "1"]
+    assert len(rising) == rb.cycles.total + 2  # + the reset cycles, not counted
+    for port in ("in_valid_i", "in_ready_o", "out_valid_o", "out_ready_i", "out_data_o",
+                 "in_data_i", "cfg_valid_i"):
+        assert pb[port] == pc[port], port
+
+
+def test_bad_input_fails_before_any_verilation(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HALUT_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    program = random_program(rng, 3, 4, 8, 11)
+    A = random_activations(rng, program, 4)
+    with pytest.raises(HalutError, match="power of two"):
+        RtlParams(C=3, K=6, M=8)
+    with pytest.raises(HalutError, match="out_lanes"):
+        RtlParams(C=2, K=4, M=16, out_lanes=4)
+    bad_calls: list[tuple[dict[str, object], str]] = [
+        ({"params": RtlParams(C=4, K=4, M=8)}, "C=3"),
+        ({"params": RtlParams(C=3, K=4, M=8, lut_format="fp16")}, "int8"),
+        ({"params": {"C": 3}}, "RtlParams"),
+        ({"driver": "fast"}, "driver"),
+        ({"bubbles": 1.5}, "bubbles"),
+        ({"backpressure": np.zeros(4)}, "all zeros"),
+        ({"sources": [tmp_path / "missing.sv"]}, "not found"),
+    ]
+    for kw, msg in bad_calls:
+        with pytest.raises(HalutError, match=msg):
+            run_rtl(program, A, **kw)  # type: ignore[arg-type]
+    A_nan = A.copy()
+    A_nan[2, program.dims[1, 0]] = np.nan
+    for bad_A, msg in [(A_nan, "NaN"), (A[:, :-1], "columns"), (A[0], "2-D"),
+                       (A.astype(np.int32), "float")]:
+        with pytest.raises(HalutError, match=msg):
+            run_rtl(program, bad_A)
+    with pytest.raises(HalutError, match="HardwareProgram"):
+        run_rtl("model.halut", A)  # type: ignore[arg-type]
+    assert not (tmp_path / "cache" / "verilator").exists()
+
+
+def test_pack_beats_places_feature_l_at_bits_l_times_width() -> None:
+    params = RtlParams(C=2, K=16, M=1)  # L = 4 fp16 features: 64 bits, 2 words
+    f = np.arange(2 * 2 * 4, dtype=np.uint16).reshape(2, 2, 4).view(np.float16)
+    beats = pack_beats(f, params)
+    assert beats.shape == (4, 2)
+    assert beats[1].tolist() == [4 | 5 << 16, 6 | 7 << 16]
+    p8 = RtlParams(C=1, K=8, M=1, threshold_format="int8")  # 3 int8 features in one word
+    f8 = np.array([[[-1, 2, -128]]], dtype=np.int8)
+    assert pack_beats(f8, p8).tolist() == [[0xFF | 2 << 8 | 0x80 << 16]]
