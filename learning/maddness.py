@@ -94,7 +94,10 @@ def _column_bins(x: np.ndarray, max_bins: int | None) -> _Bins:
     bins = np.empty(x.size, dtype=np.int64)
     bins[order] = np.searchsorted(edges, xs, side="left")  # sorted queries: fast
     pos = np.minimum(np.searchsorted(uniq, edges, side="right"), uniq.size - 1)
-    above = np.where(uniq[pos] > edges, uniq[pos], edges)
+    # the column's maximum has no value above it: use a value well clear of it, so that a
+    # threshold placed there stays above the maximum after fp16/int8 rounding
+    clear = (edges.astype(np.float64) + np.maximum(np.abs(edges), 1.0)).astype(np.float32)
+    above = np.where(uniq[pos] > edges, uniq[pos], clear)
     return _Bins(bins=bins, edges=edges, above=above)
 
 
@@ -141,7 +144,8 @@ def _best_split(W: np.ndarray, col: _Bins, code: np.ndarray, nb: int,
     thr = np.full(nb, np.nan, dtype=np.float32)
     last = E - 1 - np.argmax(filled[:, ::-1], axis=1)  # last filled bin: all rows go left
     nonempty = filled.any(axis=1)
-    thr[nonempty] = col.edges[last[nonempty]]
+    # midway to the next value of the column, never exactly on a training value
+    thr[nonempty] = _split_midpoint(col.edges[last[nonempty]], col.above[last[nonempty]])
     if np.any(split):
         bs = b[split]
         b2 = nxt[rows[split], np.minimum(bs + 1, E - 1)]
@@ -334,6 +338,9 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
 
 
 def _nmse(y_hat: np.ndarray, y: np.ndarray) -> float:
+    """NMSE, or NaN when the exact output is constant (no variance to normalise by)."""
     from learning.datasets import nmse
 
+    if not np.any(y != y.flat[0]):
+        return float("nan")
     return nmse(y_hat, y)

@@ -60,7 +60,8 @@ def fp16_thresholds(t: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         below = np.nextafter(down, np.float16(-np.inf))
         above = np.nextafter(down, np.float16(np.inf))
-    cands = np.stack([below, down, above])
+    # order matters for ties: prefer a boundary at or above t (so x == t stays left)
+    cands = np.stack([down, above, below])
     cands = np.where(np.isfinite(cands), cands, down[None])
     cands = np.clip(cands, np.float16(-FP16_MAX), np.float16(FP16_MAX))
     dist = np.abs(_fp16_boundary(cands) - t64[None])

@@ -135,3 +135,19 @@ def test_bad_input_to_quantize_is_one_clear_error(
         quantize(model, "fp16", "int4")
     with pytest.raises(HalutError, match="HalutModel"):
         quantize("model.halut")  # type: ignore[arg-type]
+
+
+def test_relu_activations_with_exact_zeros_keep_their_codes_in_fp16() -> None:
+    # many features are exactly 0 and one column is dead: a threshold must never sit on a
+    # training value, or fp16 rounding sends x == t the wrong way
+    rng = np.random.default_rng(0)
+    A = np.maximum(rng.standard_normal((500, 20)), 0).astype(np.float32)
+    A[:, 3] = 0
+    B = rng.standard_normal((20, 5)).astype(np.float32)
+    model = learn(A, B, 5, 64)
+    float_codes = model.encode(A)
+    for thr_fmt, lut_fmt in FORMATS:
+        g = golden.run(quantize(model, thr_fmt, lut_fmt), A)
+        assert np.mean(g.codes == float_codes) > (0.999 if thr_fmt == "fp16" else 0.98)
+    assert not np.any(np.isin(model.thresholds[:, 0], A[:, model.dims[:, 0]]))
+    assert fp16_thresholds(np.zeros(1, np.float32))[0] == 0  # boundary above 0, not below
