@@ -9,7 +9,6 @@ rtl backend (per column tile and in total).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from emulator.params import RtlParams, parse_assignments
 from emulator.run import BACKENDS, RunResult, run_program
 from flows.cli import emit_json
+from learning import load_model, quantize
 from learning.atomic import atomic_save_npy
 from learning.errors import HalutError
 from learning.program import HardwareProgram
@@ -28,17 +28,11 @@ from learning.program import HardwareProgram
 def load_program(path: Path) -> tuple[HardwareProgram, str]:
     """The hardware program stored in a ``.halut`` file (quantized with the default
     formats, fp16 thresholds and int8 LUT, when the file holds only the float model)."""
-    learning = importlib.import_module("learning")
-    load_model = getattr(learning, "load_model", None)
-    if load_model is None:
-        raise HalutError("this installation cannot read .halut files (learning.load_model "
-                         "is missing)")
     saved = load_model(path)
     if saved.program is not None:
         return saved.program, "stored"
-    quantize = learning.quantize
-    return quantize(saved.model, threshold_format="fp16", lut_format="int8"), \
-        "quantized on load (fp16 thresholds, int8 LUT)"
+    return (quantize(saved.model, threshold_format="fp16", lut_format="int8"),
+            "quantized on load (fp16 thresholds, int8 LUT)")
 
 
 def load_activations(path: Path) -> np.ndarray:
@@ -110,7 +104,11 @@ def register(group: click.Group) -> None:
         options: dict[str, Any] = {}
         if backend == "rtl":
             base = RtlParams.for_program(program, M=16)
-            options = {"params": parse_assignments(list(params), base=base),
+            items = list(params)
+            if not any(i.split("=", 1)[0].strip().lower() in ("out_lanes", "lanes")
+                       for i in items):
+                items.append("out_lanes=0")  # lanes follow M (a whole row per beat)
+            options = {"params": parse_assignments(items, base=base),
                        "driver": driver or "batch", "vcd": vcd, "bubbles": bubbles,
                        "backpressure": backpressure, "seed": seed,
                        "progress": (not as_json) and sys.stderr.isatty()}

@@ -238,3 +238,54 @@ def test_pack_beats_places_feature_l_at_bits_l_times_width() -> None:
     p8 = RtlParams(C=1, K=8, M=1, threshold_format="int8")  # 3 int8 features in one word
     f8 = np.array([[[-1, 2, -128]]], dtype=np.int8)
     assert pack_beats(f8, p8).tolist() == [[0xFF | 2 << 8 | 0x80 << 16]]
+
+
+@pytest.mark.xdist_group("rtl_C3K4M8_fp16_int8")
+def test_halut_run_cli_writes_golden_exact_outputs_and_reports_cycles(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from flows.cli import main
+    from learning import learn, quantize, save_model
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((300, 12)).astype(np.float32)
+    B = rng.standard_normal((12, 20)).astype(np.float32)
+    model = learn(A, B, 3, 4, seed=0)
+    program = quantize(model, threshold_format="fp16", lut_format="int8")
+    save_model(tmp_path / "m.halut", model, program)
+    np.save(tmp_path / "A.npy", A[:25])
+    runner = CliRunner()
+    args = ["run", str(tmp_path / "m.halut"), "-a", str(tmp_path / "A.npy"), "-p", "M=8",
+            "-o", str(tmp_path / "Y.npy"), "--json"]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    y = np.load(tmp_path / "Y.npy")
+    g = golden.run(program, A[:25])
+    assert y.dtype == np.float32 and np.array_equal(y.view(np.uint32), g.y.view(np.uint32))
+    assert report["backend"] == "rtl" and report["shape"] == [25, 20]
+    assert len(report["tiles"]) == 3  # 20 columns on an M=8 accelerator
+    assert report["cycles"]["stream"] == 3 * 25 * 3
+    assert report["cycles"]["total"] == sum(t["total"] for t in report["tiles"])
+    assert set(report["build"]) >= {"path", "seconds", "cached"}
+    # human output: the table
+    res = runner.invoke(main, args[:-1])
+    assert res.exit_code == 0 and "total" in res.output and "config" in res.output
+    # golden through the same command; rtl-only options refused on other backends
+    res = runner.invoke(main, ["run", str(tmp_path / "m.halut"), "-a", str(tmp_path / "A.npy"),
+                               "--backend", "golden", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["cycles"] is None
+    for extra, msg in [(["--backend", "golden", "--driver", "cycle"], "rtl backend only"),
+                       (["-p", "K=3"], "power of two")]:
+        res = runner.invoke(main, ["run", str(tmp_path / "m.halut"), "-a",
+                                   str(tmp_path / "A.npy"), *extra])
+        assert res.exit_code == 1 and msg in res.output
+        assert res.output.count("\n") == 1 and "Traceback" not in res.output
+    np.save(tmp_path / "bad.npy", np.full((2, 12), np.nan, np.float32))
+    before = (tmp_path / "Y.npy").read_bytes()
+    res = runner.invoke(main, ["run", str(tmp_path / "m.halut"), "-a", str(tmp_path / "bad.npy"),
+                               "-o", str(tmp_path / "Y.npy")])
+    assert res.exit_code == 1 and "NaN" in res.output
+    assert (tmp_path / "Y.npy").read_bytes() == before  # nothing half written
