@@ -151,3 +151,14 @@ def test_relu_activations_with_exact_zeros_keep_their_codes_in_fp16() -> None:
         assert np.mean(g.codes == float_codes) > (0.999 if thr_fmt == "fp16" else 0.98)
     assert not np.any(np.isin(model.thresholds[:, 0], A[:, model.dims[:, 0]]))
     assert fp16_thresholds(np.zeros(1, np.float32))[0] == 0  # boundary above 0, not below
+
+
+def test_int8_scale_without_calibration_rows_falls_back_to_the_threshold_range(
+        setup: tuple[HalutModel, np.ndarray, np.ndarray]) -> None:
+    _, A_test, Y = setup
+    A, _, B = synthetic(n_train=3000, n_test=10, D=64, M=8, seed=1)
+    model = learn(A, B, 8, 16, calibration_rows=0)
+    assert model.calibration is None
+    program = quantize(model, "int8", "int8")
+    assert program.input_scale == pytest.approx(127 / np.abs(model.thresholds).max(), rel=1e-6)
+    assert nmse(golden.run(program, A_test).y, Y) <= 1.1 * nmse(model.predict(A_test), Y)
