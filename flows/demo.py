@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 import emulator.layers  # noqa: F401  (registers the golden/rtl/gpu backends)
 from emulator.cycles import CycleReport
@@ -266,16 +267,20 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
 
     accuracy = {"float": acc_float_net}
     logits: dict[str, np.ndarray] = {}
-    for backend in ("maddness", "golden", "gpu"):
-        t0 = time.perf_counter()
-        logits[backend], _ = _logits(net, Xte, backend)
-        accuracy[backend] = _accuracy(logits[backend], yte)
-        secs[backend] = round(time.perf_counter() - t0, 2)
-
     n_rtl = len(yte) if cfg.rtl_images is None else min(len(yte), int(cfg.rtl_images))
-    t0 = time.perf_counter()
-    logits["rtl"], rtl_results = _logits(net, Xte[:n_rtl], "rtl")
-    secs["rtl"] = round(time.perf_counter() - t0, 2)
+    rtl_results: dict[str, Any] = {}
+    bar = tqdm(("maddness", "golden", "gpu", "rtl"), desc="demo backends", unit="backend",
+               disable=not cfg.progress, leave=False)
+    for backend in bar:
+        bar.set_postfix_str(backend)
+        X_b = Xte[:n_rtl] if backend == "rtl" else Xte
+        t0 = time.perf_counter()
+        logits[backend], results = _logits(net, X_b, backend)
+        secs[backend] = round(time.perf_counter() - t0, 2)
+        if backend == "rtl":
+            rtl_results = results
+    for backend in ("maddness", "golden", "gpu"):
+        accuracy[backend] = _accuracy(logits[backend], yte)
     accuracy["rtl"] = _accuracy(logits["rtl"], yte[:n_rtl])
     float_logits, _ = _logits(net, Xte, "float")
     subset = {"float": _accuracy(float_logits[:n_rtl], yte[:n_rtl]),

@@ -1,0 +1,44 @@
+"""``halut demo --fast``: the README's first command, end to end (rtl included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flows.cli import main
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_demo_fast_reports_accuracy_bit_identity_cycles_and_writes_files(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--fast", "--out", str(out), "--rtl-images", "8",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output[res.output.index("{"):])
+    assert rep == json.loads((out / "demo.json").read_text())
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(rep["accuracy"]) == {"float", "maddness", "golden", "gpu", "rtl"}
+    assert rep["bit_identical"] == {"gpu_vs_golden": True, "rtl_vs_golden": True}
+    assert rep["rtl_images"] == 8
+    # rtl and golden logits are identical on the rtl rows, so their accuracies agree there
+    assert rep["accuracy_rtl_subset"]["rtl"] == rep["accuracy_rtl_subset"]["golden"]
+    assert rep["accuracy"]["golden"] >= rep["accuracy"]["float"] - 0.10
+    for name, layer in rep["layers"].items():
+        cyc = layer["rtl_cycles"]
+        rows = 8 * 64 if layer["kind"] == "conv2d" else 8
+        assert layer["rtl_rows"] == rows, name
+        assert cyc["stream"] == rows * layer["C"] * -(-layer["M"] // 16), name
+        assert cyc["total"] == cyc["config"] + cyc["stream"] + cyc["stall"] + cyc["drain"]
+        assert 0 <= layer["nmse_test"] < 0.5
+    assert {"conv2", "fc"} == set(rep["layers"])
+
+
+def test_demo_rejects_bad_settings(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["demo", "--fast", "--out", str(tmp_path), "--rtl-images",
+                                    "0"])
+    assert res.exit_code == 1
+    assert "rtl_images must be >= 1" in res.output
