@@ -13,6 +13,7 @@ from emulator.layers import LayerModel, run_conv2d, run_linear, run_rows
 from emulator.params import RtlParams
 from emulator.vectors import random_activations, random_program
 from learning.errors import HalutError
+from learning.program import HardwareProgram
 from learning.torch_modules import Conv2dGeometry, im2col
 
 GEOMETRIES = [  # (Cin, H, W, kernel, stride, padding, dilation)
@@ -21,6 +22,11 @@ GEOMETRIES = [  # (Cin, H, W, kernel, stride, padding, dilation)
     (1, 10, 10, 3, 2, 2, 2),
     (4, 5, 5, 1, 1, 0, 1),
 ]
+
+
+def _p(layer: LayerModel) -> HardwareProgram:
+    assert layer.program is not None
+    return layer.program
 
 
 def _layer(rng: np.random.Generator, C: int, K: int, M: int, D: int,
@@ -40,6 +46,7 @@ def test_im2col_float_conv_equals_torch_conv2d(geom: tuple) -> None:
     layer = LayerModel(program=None, weights=rng.standard_normal((g.patch_size, M)).astype(
         np.float32), bias=rng.standard_normal(M).astype(np.float32))
     res = run_conv2d(layer, X, g, "float", row_tile=7)
+    assert layer.weights is not None and layer.bias is not None
     w = torch.from_numpy(layer.weights.T.reshape(M, Cin, *g.kernel_size).copy())
     ref = torch.nn.functional.conv2d(torch.from_numpy(X), w, torch.from_numpy(layer.bias),
                                      g.stride, g.padding, g.dilation).numpy()
@@ -61,8 +68,8 @@ def test_im2col_rows_follow_torch_unfold_order() -> None:
 def test_linear_golden_equals_golden_model_and_tiles_do_not_matter(fmt: tuple) -> None:
     rng = np.random.default_rng(3)
     layer = _layer(rng, 4, 8, 6, 20, *fmt)
-    X = random_activations(rng, layer.program, 37)
-    whole = golden.run(layer.program, X)
+    X = random_activations(rng, _p(layer), 37)
+    whole = golden.run(_p(layer), X)
     res = run_linear(layer, X, "golden", row_tile=5)
     assert len(res.tiles) == 8
     np.testing.assert_array_equal(res.y.view(np.uint32), whole.y.view(np.uint32))
@@ -81,7 +88,7 @@ def test_gpu_layers_are_bit_exact_with_golden(impl: str) -> None:
     gpu = run_conv2d(layer, X, g, "gpu", impl=impl, row_tile=16)
     np.testing.assert_array_equal(gpu.y.view(np.uint32), gold.y.view(np.uint32))
     lin = _layer(rng, 4, 8, 3, 12)
-    A = random_activations(rng, lin.program, 9)
+    A = random_activations(rng, _p(lin), 9)
     np.testing.assert_array_equal(run_linear(lin, A, "gpu", impl=impl).y,
                                   run_linear(lin, A, "golden").y)
 
@@ -99,19 +106,22 @@ def test_rtl_layers_are_bit_exact_with_golden_and_count_cycles_per_tile() -> Non
     np.testing.assert_array_equal(rtl.y.view(np.uint32), gold.y.view(np.uint32))
     np.testing.assert_array_equal(rtl.acc, gold.acc)
     assert [len(t.column_tiles) for t in rtl.tiles] == [2, 2]
-    assert [t.cycles.stream for t in rtl.tiles] == [2 * 10 * 2, 2 * 8 * 2]  # rows*C per tile
+    streams = [t.cycles.stream if t.cycles else None for t in rtl.tiles]
+    assert streams == [2 * 10 * 2, 2 * 8 * 2]  # rows * C * column tiles, per row tile
     assert rtl.cycles is not None and rtl.cycles.stream == 18 * 2 * 2
-    assert rtl.cycles == rtl.tiles[0].cycles + rtl.tiles[1].cycles
+    c0, c1 = rtl.tiles[0].cycles, rtl.tiles[1].cycles
+    assert c0 is not None and c1 is not None and rtl.cycles == c0 + c1
     lin = _layer(rng, 2, 4, 3, 7)
-    A = random_activations(rng, lin.program, 11)
+    A = random_activations(rng, _p(lin), 11)
     r = run_linear(lin, A, "rtl", params=params)
-    np.testing.assert_array_equal(r.y.view(np.uint32), golden.run(lin.program, A).y.view(
+    np.testing.assert_array_equal(r.y.view(np.uint32), golden.run(_p(lin), A).y.view(
         np.uint32))
 
 
 class _Interrupt:
     def __init__(self, at: int | None) -> None:
-        self.at, self.calls = at, []
+        self.at = at
+        self.calls: list[int] = []
 
     def __call__(self, index: int, rec: object) -> None:
         self.calls.append(index)
@@ -123,7 +133,7 @@ def test_resume_after_interrupt_skips_finished_tiles_and_gives_identical_outputs
         tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     layer = _layer(rng, 4, 16, 8, 24)
-    X = random_activations(rng, layer.program, 50)
+    X = random_activations(rng, _p(layer), 50)
     ref = run_linear(layer, X, "golden")
     hook = _Interrupt(at=2)
     with pytest.raises(KeyboardInterrupt):
@@ -141,7 +151,7 @@ def test_resume_after_interrupt_skips_finished_tiles_and_gives_identical_outputs
 def test_corrupt_or_foreign_tile_file_is_recomputed(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     layer = _layer(rng, 4, 16, 8, 24)
-    X = random_activations(rng, layer.program, 30)
+    X = random_activations(rng, _p(layer), 30)
     first = run_linear(layer, X, "golden", row_tile=10, resume_dir=tmp_path)
     files = sorted(tmp_path.glob("tile_*.npz"))
     data = bytearray(files[1].read_bytes())
@@ -156,7 +166,7 @@ def test_corrupt_or_foreign_tile_file_is_recomputed(tmp_path: Path) -> None:
     other[0, 0] += 1.0  # another input: no tile of the first run may be reused
     res2 = run_linear(layer, other, "golden", row_tile=10, resume_dir=tmp_path)
     assert res2.resumed == 0
-    np.testing.assert_array_equal(res2.y, golden.run(layer.program, other).y)
+    np.testing.assert_array_equal(res2.y, golden.run(_p(layer), other).y)
 
 
 def test_bad_layer_inputs_raise_one_clear_error() -> None:
