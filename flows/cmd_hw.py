@@ -196,6 +196,8 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
         if post:
             rows += [("post-route WNS (ns)", f"{post['wns_ns']:.3f} @ {period:g} ns"),
                      ("post-route fmax (MHz)", post["fmax_mhz"])]
+        else:
+            rows += [("post-route STA", f"skipped: {res.get('post_route_sta_skipped')}")]
         rows += [("DEF", res["def"]), ("seconds", res["seconds"])]
     else:
         from flows.hw.orfs import run_orfs

@@ -170,13 +170,22 @@ def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: flo
     netlist = _find(proj, [f"{TOP}.rtlnopwr.v"])
     sdf = _find(proj, [f"{TOP}.sdf"])
     if netlist and sdf:
-        fixed = run_dir / "qflow_post_route.sdf"
-        atomic_write_text(fixed, sdf.read_text(errors="replace").replace("<", "[")
-                          .replace(">", "]"))
-        post = run_sta(params, netlist, run_dir, period_ns=period_ns, io_fraction=io_fraction,
-                       sdf=fixed, name="post_route_sta")
-        result["post_route_sta"] = {k: post.to_dict()[k] for k in
-                                    ("period_ns", "wns_ns", "tns_ns", "fmax_mhz",
-                                     "min_period_ns", "critical_path", "power_w")}
+        text = sdf.read_text(errors="replace")
+        if text.count("(") != text.count(")"):
+            # seen here: qrouter's SDF of a 2.3k-cell design ended mid-line
+            result["post_route_sta_skipped"] = f"qflow's SDF {sdf} is truncated"
+        else:
+            fixed = run_dir / "qflow_post_route.sdf"
+            atomic_write_text(fixed, text.replace("<", "[").replace(">", "]"))
+            try:
+                post = run_sta(params, netlist, run_dir, period_ns=period_ns,
+                               io_fraction=io_fraction, sdf=fixed, name="post_route_sta")
+                result["post_route_sta"] = {k: post.to_dict()[k] for k in
+                                            ("period_ns", "wns_ns", "tns_ns", "fmax_mhz",
+                                             "min_period_ns", "critical_path", "power_w")}
+            except HalutError as exc:
+                result["post_route_sta_skipped"] = str(exc)
+    elif netlist is None or sdf is None:
+        result["post_route_sta_skipped"] = "qflow wrote no final netlist or SDF"
     write_json(run_dir / "pnr.json", result)
     return result
