@@ -22,7 +22,8 @@ from emulator.params import RtlParams
 from emulator.rtl import pack_beats, run_rtl
 from emulator.vectors import random_activations, random_program
 
-N_BATCH, N_CYCLE, N_CEILING_BEATS = 20_000, 40, 2_000_000
+N_BATCH, N_CYCLE, N_CEILING_BEATS = 20_000, 200, 2_000_000
+REPEATS = 3  # best of, for every speed figure (the machine is shared)
 
 
 def _stream_speed(sim: BatchSim | CycleSim, params: RtlParams, beats: np.ndarray, N: int,
@@ -62,15 +63,23 @@ def main() -> None:
     ceiling_build = build_ceiling(params)
 
     beats = pack_beats(golden.gather_features(program, A), params)
+    def best(runs: list[dict[str, float]]) -> dict[str, float]:
+        return max(runs, key=lambda r: r["cycles_per_s"])
+
     with BatchSim(harness.path) as sim:
         _stream_speed(sim, params, beats[: 100 * params.C], 100, program)  # warm-up
-        batch = _stream_speed(sim, params, beats, N_BATCH, program)
+        batch = best([_stream_speed(sim, params, beats, N_BATCH, program)
+                      for _ in range(REPEATS)])
     with CycleSim(cycle_build.path) as csim:
-        cycle = _stream_speed(csim, params, beats[: N_CYCLE * params.C], N_CYCLE, program)
+        cycle = best([_stream_speed(csim, params, beats[: N_CYCLE * params.C], N_CYCLE,
+                                    program) for _ in range(REPEATS)])
 
-    out = subprocess.run([str(ceiling_build.path), str(N_CEILING_BEATS)], check=True,
-                         capture_output=True, text=True).stdout.split()
-    c_cycles, c_sec = int(out[0]), float(out[1])
+    c_runs = []
+    for _ in range(REPEATS):
+        out = subprocess.run([str(ceiling_build.path), str(N_CEILING_BEATS)], check=True,
+                             capture_output=True, text=True).stdout.split()
+        c_runs.append((int(out[0]), float(out[1])))
+    c_cycles, c_sec = min(c_runs, key=lambda r: r[1])
     ceiling = {"cycles": c_cycles, "seconds": c_sec, "cycles_per_s": c_cycles / c_sec,
                "rows_per_s": c_cycles / params.C / c_sec}
 
@@ -81,6 +90,7 @@ def main() -> None:
     assert np.array_equal(r.acc, golden.run(program, A).acc)
 
     write_result("emulator", {
+        "repeats": REPEATS,
         "config": params.verilog_parameters(), "threshold_format": params.threshold_format,
         "lut_format": params.lut_format,
         "build": {"cold_seconds": cold.seconds, "cold_cached": cold.cached,

@@ -11,9 +11,12 @@
 //   3. clk_i high, eval() (the rising edge), clk_i low
 // Trace time stamps: 2*cycle with the inputs of the cycle, 2*cycle+1 after the rising edge.
 //
-// Random bubbles / back-pressure use splitmix64 (two streams; both drawn once per streaming
-// cycle), so that Python can reproduce the same patterns: a cycle is a bubble when
-// (next() >> 11) < threshold, with threshold = round(p * 2^53).
+// Random bubbles / back-pressure use splitmix64 (two streams, each drawn once per streaming
+// cycle when its probability is non-zero), so that Python can reproduce the same patterns: a
+// cycle is a bubble when (next() >> 11) < threshold, with threshold = round(p * 2^53).
+// The library is built with -fvisibility=hidden: only the hx_* functions are exported, so the
+// model's internal calls bind directly (no PLT) and two models in one process never share
+// symbols.
 
 #include <cstdint>
 #include <cstring>
@@ -105,11 +108,13 @@ inline void idle_inputs(Sim* s) {
 
 }  // namespace
 
+#define HX_API extern "C" __attribute__((visibility("default")))
+
 extern "C" {
 
 // Port widths of this build, for the Python side to check against RtlParams.
-int hx_in_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::in_data_i)); }
-int hx_trace_kind() {
+HX_API int hx_in_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::in_data_i)); }
+HX_API int hx_trace_kind() {
 #if VM_TRACE
 #if VM_TRACE_FST
     return 2;
@@ -121,7 +126,7 @@ int hx_trace_kind() {
 #endif
 }
 
-void* hx_create(const char* trace_path) {
+HX_API void* hx_create(const char* trace_path) {
     Sim* s = new Sim();
     s->ctx = new VerilatedContext;
     s->ctx->traceEverOn(trace_path != nullptr);
@@ -141,7 +146,7 @@ void* hx_create(const char* trace_path) {
     return s;
 }
 
-void hx_destroy(void* p) {
+HX_API void hx_destroy(void* p) {
     Sim* s = static_cast<Sim*>(p);
     if (!s) return;
 #if VM_TRACE
@@ -158,7 +163,7 @@ void hx_destroy(void* p) {
 }
 
 // Asynchronous active-low reset held for `cycles` clock edges (not counted by the reports).
-void hx_reset(void* p, int cycles) {
+HX_API void hx_reset(void* p, int cycles) {
     Sim* s = static_cast<Sim*>(p);
     idle_inputs(s);
     s->top->rst_ni = 0;
@@ -171,7 +176,7 @@ void hx_reset(void* p, int cycles) {
 }
 
 // One configuration write per cycle; returns the cycles spent (= n).
-int64_t hx_config(void* p, const uint32_t* addr, const uint16_t* data, int64_t n) {
+HX_API int64_t hx_config(void* p, const uint32_t* addr, const uint16_t* data, int64_t n) {
     Sim* s = static_cast<Sim*>(p);
     for (int64_t i = 0; i < n; ++i) {
         s->top->cfg_valid_i = 1;
@@ -193,7 +198,7 @@ int64_t hx_config(void* p, const uint32_t* addr, const uint16_t* data, int64_t n
 // valid_thr / ready_thr (0: never) make random bubbles / back-pressure.
 // counts[0..4] = stream, stall, drain, cycles. Returns 0, or -1 when no handshake happened for
 // max_idle cycles (a hang), or -2 when the accelerator offers a result after the last one.
-int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uint32_t* out,
+HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uint32_t* out,
               int64_t n_out, int out_words, const uint8_t* valid_pat, int64_t valid_len,
               const uint8_t* ready_pat, int64_t ready_len, uint64_t* rng, uint64_t valid_thr,
               uint64_t ready_thr, int64_t max_idle, int64_t* counts) {
@@ -202,15 +207,15 @@ int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uin
     int64_t t = 0, in_idx = 0, out_idx = 0, last_in = -1, last_out = -1, last_fire = 0;
     int rc = 0;
     while (out_idx < n_out || in_idx < n_beats) {
-        bool want_valid, want_ready;
+        bool want_valid = true, want_ready = true;
         if (valid_len > 0) {
             want_valid = valid_pat[t % valid_len] != 0;
-        } else {
+        } else if (valid_thr > 0) {
             want_valid = !((splitmix64(rng[0]) >> 11) < valid_thr);
         }
         if (ready_len > 0) {
             want_ready = ready_pat[t % ready_len] != 0;
-        } else {
+        } else if (ready_thr > 0) {
             want_ready = !((splitmix64(rng[1]) >> 11) < ready_thr);
         }
         const bool valid = want_valid && in_idx < n_beats;
@@ -261,7 +266,7 @@ int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uin
     return rc;
 }
 
-int64_t hx_cycle(void* p) { return static_cast<int64_t>(static_cast<Sim*>(p)->cycle); }
+HX_API int64_t hx_cycle(void* p) { return static_cast<int64_t>(static_cast<Sim*>(p)->cycle); }
 
 }  // extern "C"
 

@@ -59,7 +59,8 @@ def rng_state(seed: int | None) -> np.ndarray:
 class Handshake:
     """When the host offers a beat (``valid``) or accepts a result (``ready``) in the
     streaming cycles: a cyclic 0/1 pattern, or random with probability ``p`` of being low
-    each cycle (threshold ``round(p * 2**53)`` on the top 53 bits of splitmix64)."""
+    each cycle (threshold ``round(p * 2**53)`` on the top 53 bits of splitmix64, drawn
+    only when p > 0)."""
 
     pattern: np.ndarray | None = None  # uint8 0/1, cyclic over streaming cycles
     threshold: int = 0
@@ -88,6 +89,8 @@ class Handshake:
         """The value in streaming cycle ``t`` (draws from ``state[i]`` in random mode)."""
         if self.pattern is not None:
             return bool(self.pattern[t % self.pattern.size])
+        if self.threshold == 0:
+            return True
         return not ((splitmix64(state, i) >> 11) < self.threshold)
 
 
