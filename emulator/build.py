@@ -230,7 +230,7 @@ def build_harness(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
     if kind == "vcd":
         flags.append("--trace")
     elif kind == "fst":
-        flags += ["--trace-fst", "-LDFLAGS", "-llz4"]
+        flags += ["--trace-fst", "-LDFLAGS", "-lz -llz4"]
     harness_src = HARNESS_CPP.read_bytes()
     key = cache_key("harness", params, files, flags, [harness_src])
 
@@ -257,6 +257,8 @@ def build_pyverilator(params: RtlParams, *,
     v = find_verilator()
     flags = [*verilator_args(params, files)]
     make_vars = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
+    if trace_fst:
+        make_vars.append("LDLIBS=-lz -llz4")  # the FST writer's compressors
     import pyverilator
     import pyverilator.verilatorcpp as vc
 
@@ -289,7 +291,7 @@ def build_pyverilator(params: RtlParams, *,
                     raise HalutError(f"Verilator failed for the cycle driver (exit "
                                      f"{exc.returncode}) [log: {log}]") from None
         _run(["make", f"-j{jobs}", "-C", str(obj), "-f", f"V{TOP}.mk", "LDFLAGS=-fPIC -shared",
-              *make_vars, *(["LDLIBS=-llz4"] if trace_fst else [])], tmp, tmp / "build.log", env)
+              *make_vars], tmp, tmp / "build.log", env)
 
     info = {"kind": "pyverilator", "params": params.verilog_parameters(),
             "sources": [str(f) for f in files], "flags": flags}

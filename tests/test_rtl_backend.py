@@ -289,3 +289,19 @@ def test_halut_run_cli_writes_golden_exact_outputs_and_reports_cycles(tmp_path: 
                                "-o", str(tmp_path / "Y.npy")])
     assert res.exit_code == 1 and "NaN" in res.output
     assert (tmp_path / "Y.npy").read_bytes() == before  # nothing half written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_fst_waveform_from_both_drivers(name: str, tmp_path: Path) -> None:
+    program, params = program_for(name, seed=4)
+    A = random_activations(np.random.default_rng(4), program, 3)
+    sizes = []
+    for driver in ("batch", "cycle"):
+        path = tmp_path / f"{driver}.fst"
+        r = run_rtl(program, A, params=params, driver=driver, vcd=path)
+        assert_bit_exact(program, A, r)
+        data = path.read_bytes()
+        assert data[0] == 0  # FST header block (FST_BL_HDR)
+        sizes.append(len(data))
+    assert min(sizes) > 1000
