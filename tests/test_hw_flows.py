@@ -157,3 +157,12 @@ def test_qflow_places_and_routes_a_tiny_configuration(synth_dir: Path,
     assert data["die_area_um2"] > synth.area * 0.5
     assert data["wirelength_um"] > 0 and data["vesta_fmax_mhz"] > 0
     assert data["post_route_sta"]["fmax_mhz"] > 0
+
+
+def test_a_yosys_syntax_error_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.sv"
+    bad.write_text("module halut_accel(input logic clk_i);\n  assign x = ;\nendmodule\n")
+    r = CliRunner().invoke(main, ["hw", "synth", *TINY_ARGS, "--rtl", str(bad),
+                                  "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert "yosys failed" in r.stderr and "broken.sv:2" in r.stderr
