@@ -271,8 +271,8 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period:
     from flows.hw.sweep import COLUMNS, parse_grid, sweep
 
     g = parse_grid(grid)
-    p, d = _setup("sweep", params, run_dir)
-    res = sweep(p, g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
+    _p, d = _setup("sweep", params, run_dir)
+    res = sweep(list(params), g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
                 sources=_sources(rtl), progress=not as_json)
     if as_json:
         _emit(res)

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.xdist_group("hw_flows")
 
 TINY = RtlParams(C=2, K=2, M=1, threshold_format="int8", lut_format="int8")
 TINY_ARGS = ["-p", "C=2", "-p", "K=2", "-p", "M=1", "-p", "thr=int8"]
+TINY_SETTINGS = ["C=2", "K=2", "M=1", "thr=int8"]
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +104,11 @@ def test_sta_command_reports_json_and_writes_the_sdc(synth_dir: Path) -> None:
 
 def test_sweep_over_two_points_resumes_and_plots(tmp_path: Path) -> None:
     grid = parse_grid(["C=1,2"])
-    first = sweep(TINY, grid, tmp_path, jobs=2)
+    first = sweep(TINY_SETTINGS, grid, tmp_path, jobs=2)
     assert [r["C"] for r in first["rows"]] == ["1", "2"]
     assert all(not r["reused"] for r in first["rows"])
     assert first["rows"][0]["area"] < first["rows"][1]["area"]
-    again = sweep(TINY, grid, tmp_path, jobs=2)
+    again = sweep(TINY_SETTINGS, grid, tmp_path, jobs=2)
     assert all(r["reused"] for r in again["rows"])
     assert [r["area"] for r in again["rows"]] == [r["area"] for r in first["rows"]]
     csv = (tmp_path / "sweep.csv").read_text().splitlines()

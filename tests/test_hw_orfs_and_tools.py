@@ -171,6 +171,15 @@ def test_bad_sweep_grid_is_an_error(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "K must be a power of two" in r.stderr
 
 
+def test_sweep_points_follow_swept_values_for_derived_defaults() -> None:
+    from flows.hw.sweep import grid_points, parse_grid
+
+    pts = grid_points(["K=4"], parse_grid(["C=2,4", "M=2,8"]))
+    assert [(p.C, p.M, p.out_lanes, p.K) for _, p in pts] == [
+        (2, 2, 2, 4), (2, 8, 8, 4), (4, 2, 2, 4), (4, 8, 8, 4)]
+    assert pts[1][0] == {"C": "2", "M": "8"}
+
+
 def test_def_parser_sums_routed_manhattan_length() -> None:
     text = """VERSION 5.6 ;
 UNITS DISTANCE MICRONS 100 ;

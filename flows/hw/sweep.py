@@ -46,13 +46,17 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     return grid
 
 
-def grid_points(base: RtlParams, grid: Sequence[tuple[str, list[str]]]
+def grid_points(base: Sequence[str], grid: Sequence[tuple[str, list[str]]]
                 ) -> list[tuple[dict[str, str], RtlParams]]:
-    """Every combination as (swept values, validated RtlParams); bad ones fail up front."""
+    """Every combination as (swept values, validated RtlParams); bad ones fail up front.
+
+    ``base`` holds the ``NAME=VALUE`` assignments shared by every point; each point is
+    parsed from them plus its grid values, so defaults that depend on other parameters
+    (``out_lanes`` = M) follow the swept values."""
     out = []
     for combo in itertools.product(*[vals for _, vals in grid]):
         values = {name: v for (name, _), v in zip(grid, combo, strict=True)}
-        params = parse_assignments([f"{k}={v}" for k, v in values.items()], base=base)
+        params = parse_assignments([*base, *(f"{k}={v}" for k, v in values.items())])
         out.append((values, params))
     return out
 
@@ -94,11 +98,12 @@ def _finished(point_dir: Path, params: RtlParams, settings: dict[str, Any]
     return None
 
 
-def sweep(base: RtlParams, grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
+def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
           jobs: int = 2, period_ns: float = 10.0, io_fraction: float = 0.2,
           pnr: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None,
           progress: bool = False) -> dict[str, Any]:
-    """Run (or resume) the sweep; writes ``sweep.json``, ``sweep.csv`` and ``*.png``."""
+    """Run (or resume) the sweep over ``grid`` on top of the ``NAME=VALUE`` assignments
+    ``base``; writes ``sweep.json``, ``sweep.csv`` and ``*.png``."""
     if jobs < 1:
         raise HalutError(f"--jobs must be >= 1, got {jobs}")
     points = grid_points(base, grid)
@@ -132,7 +137,7 @@ def sweep(base: RtlParams, grid: Sequence[tuple[str, list[str]]], run_dir: Path,
         entry = {**{k: values[k] for k in swept}, **{c: row.get(c) for c in COLUMNS},
                  "reused": row.get("reused", False), "params": row["params"]}
         table.append(entry)
-    result = {"base": params_dict(base), "grid": [{"name": n, "values": v} for n, v in grid],
+    result = {"base": list(base), "grid": [{"name": n, "values": v} for n, v in grid],
               "settings": settings, "rows": table, "run_dir": str(run_dir)}
     write_json(run_dir / "sweep.json", result)
     atomic_write_text(run_dir / "sweep.csv", to_csv(table, swept))
