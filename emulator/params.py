@@ -107,6 +107,8 @@ def parse_assignments(items: tuple[str, ...] | list[str], base: RtlParams | None
                       ) -> RtlParams:
     """``["M=16", "K=4", "lut_format=fp16"]`` -> RtlParams (names case-insensitive for C/K/M)."""
     kw: dict[str, object] = dataclasses.asdict(base) if base else {}
+    if base is not None and base.out_lanes == base.M:
+        kw["out_lanes"] = 0  # "a whole row per beat" follows a changed M
     for item in items:
         if "=" not in item:
             raise HalutError(f"parameter {item!r} must look like NAME=VALUE")
