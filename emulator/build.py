@@ -264,7 +264,7 @@ def build_pyverilator(params: RtlParams, *,
 
     wrapper_src = Path(vc.__file__).read_bytes() + Path(pyverilator.__file__).read_bytes()
     key = cache_key("pyverilator", params, files, [*flags, *make_vars, f"fst={trace_fst}"],
-                    [wrapper_src])
+                    [wrapper_src, _OWN_CONTEXT.encode()])
     product = f"obj/V{TOP}"
 
     def builder(tmp: Path) -> None:
@@ -290,12 +290,35 @@ def build_pyverilator(params: RtlParams, *,
                 except subprocess.CalledProcessError as exc:
                     raise HalutError(f"Verilator failed for the cycle driver (exit "
                                      f"{exc.returncode}) [log: {log}]") from None
+        _own_context(obj / "pyverilator_wrapper.cpp")
         _run(["make", f"-j{jobs}", "-C", str(obj), "-f", f"V{TOP}.mk", "LDFLAGS=-fPIC -shared",
               *make_vars], tmp, tmp / "build.log", env)
 
     info = {"kind": "pyverilator", "params": params.verilog_parameters(),
             "sources": [str(f) for f in files], "flags": flags}
     return cached_build(key, product, builder, info)
+
+
+_CONSTRUCT = f"V{TOP}* top = new V{TOP}();"
+_OWN_CONTEXT = ("main_time = 0; VerilatedContext* ctx = new VerilatedContext; "
+                f"ctx->traceEverOn(true); V{TOP}* top = new V{TOP}(ctx);")
+
+
+def _own_context(wrapper: Path) -> None:
+    """Give every model pyverilator constructs its own VerilatedContext.
+
+    pyverilator's ``construct()`` builds each model in the process-wide default context,
+    which Verilator 5 shares between models (even of different libraries) and which keeps
+    the trace callbacks of destroyed models: the second traced model in one process then
+    crashed inside ``trace()``. The wrapper's global ``main_time`` (its ``sc_time_stamp``,
+    which Verilator reads as the context's time) is reset too, or a second model aborts
+    ("Adding model when time is non-zero"). The context is leaked with its model, a few
+    hundred bytes per simulator."""
+    text = wrapper.read_text()
+    if text.count(_CONSTRUCT) != 1:
+        raise HalutError(f"pyverilator's wrapper {wrapper} has no `{_CONSTRUCT}` to patch: "
+                         f"is pyverilator-mm 0.7.6 installed?")
+    wrapper.write_text(text.replace(_CONSTRUCT, _OWN_CONTEXT))
 
 
 def build_ceiling(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]] | None = None,

@@ -41,10 +41,8 @@ class CycleSim:
                  trace: str | os.PathLike[str] | None = None) -> None:
         from pyverilator import PyVerilator
 
-        # pyverilator's models share the library's default VerilatedContext, whose time is
-        # the wrapper's global `main_time` (advanced by every eval): a second model in one
-        # process aborts ("Adding model when time is non-zero") unless it is reset first
-        ctypes.c_double.in_dll(ctypes.CDLL(str(library)), "main_time").value = 0.0
+        # each model has its own VerilatedContext (build_pyverilator patches pyverilator's
+        # wrapper): models sharing the default one crashed when a second one was traced
         self._pv = PyVerilator(str(library))
         self._pv.auto_eval = False
         lib, model = self._pv.lib, self._pv.model
