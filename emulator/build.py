@@ -114,7 +114,9 @@ def _has_parameters(files: Sequence[Path]) -> bool:
 
 def verilator_args(params: RtlParams, files: Sequence[Path]) -> list[str]:
     """Top module and ``-G`` parameters (skipped for a parameterless netlist top)."""
-    args = ["--top-module", TOP, "-Wno-fatal"]
+    # lint warnings do not stop a build (`halut hw lint` reports them), but the RTL's
+    # elaboration-time parameter checks ($error / $fatal) must
+    args = ["--top-module", TOP, "-Wno-fatal", "-Werror-USERERROR", "-Werror-USERFATAL"]
     if _has_parameters(files):
         args += [f"-G{k}={v}" for k, v in params.verilog_parameters().items()]
     return args

@@ -14,6 +14,7 @@ THRESHOLD_FORMAT_CODE = {"fp16": 0, "int8": 1}
 LUT_FORMAT_CODE = {"int8": 0, "fp16": 1}
 MAX_C = 1024
 MAX_M = 1024
+DEFAULT_TILE_M = 16  # output columns per tile when none is given (the default configuration)
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,14 @@ class RtlParams:
                 f"{self.threshold_format} and {self.lut_format}")
 
     @classmethod
-    def for_program(cls, program: HardwareProgram, M: int = 16, **overrides: object
+    def for_program(cls, program: HardwareProgram, M: int | None = None, **overrides: object
                     ) -> RtlParams:
-        """Parameters matching ``program`` (C, K, formats) with ``M`` columns per tile."""
+        """Parameters matching ``program`` (C, K, formats) with ``M`` columns per tile.
+
+        ``M`` defaults to ``min(DEFAULT_TILE_M, program.M)``; an explicit ``M`` is kept as is
+        (a tile wider than the program leaves the extra columns unused)."""
         kw: dict[str, object] = {"C": program.C, "K": program.K,
-                                 "M": min(M, program.M) if "M" not in overrides else M,
+                                 "M": min(DEFAULT_TILE_M, program.M) if M is None else M,
                                  "threshold_format": program.threshold_format,
                                  "lut_format": program.lut_format}
         kw.update(overrides)

@@ -104,7 +104,7 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
     ----------
     program : the quantized hardware program
     A : (N, D) float activations, finite
-    params : RTL parameter set; default ``RtlParams.for_program(program, M=16)``. A program
+    params : RTL parameter set; default ``RtlParams.for_program(program)``. A program
         with more columns than ``params.M`` runs as ``ceil(M_prog / params.M)`` column tiles,
         reprogramming the LUT per tile (counted as configuration cycles)
     driver : "batch" (C++ loop through ctypes) or "cycle" (pyverilator, one cycle per call)
@@ -122,7 +122,7 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
     """
     _check_inputs(program, driver)
     if params is None:
-        params = RtlParams.for_program(program, M=16)
+        params = RtlParams.for_program(program)
     elif not isinstance(params, RtlParams):
         raise HalutError(f"params must be an RtlParams, got {type(params).__name__}")
     params.check_program(program)

@@ -119,7 +119,7 @@ def _backend_options(backend: str, layer: Any, params: tuple[str, ...], vcd: Pat
         return {}
     from emulator.params import RtlParams, parse_assignments
 
-    base = RtlParams.for_program(layer.program, M=16)
+    base = RtlParams.for_program(layer.program)
     return {"params": parse_assignments(list(params), base=base),
             **({"vcd": vcd} if vcd is not None else {})}
 

@@ -103,7 +103,7 @@ def register(group: click.Group) -> None:
         A = load_activations(activations)
         options: dict[str, Any] = {}
         if backend == "rtl":
-            base = RtlParams.for_program(program, M=16)
+            base = RtlParams.for_program(program)
             items = list(params)
             if not any(i.split("=", 1)[0].strip().lower() in ("out_lanes", "lanes")
                        for i in items):

@@ -119,3 +119,17 @@ def test_bad_build_requests_fail_before_verilation(tmp_path: Path,
     with pytest.raises(HalutError, match="trace"):
         build_harness(TINY, trace="wlf")
     assert not (tmp_path / "cache" / "verilator").exists()
+
+
+def test_rtl_parameter_check_fails_the_build(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RTL's elaboration-time $error is fatal even though lint warnings are not: a
+    parameter set that slipped past RtlParams (here K=3 forced into the -G flags) must not
+    produce a library."""
+    monkeypatch.setenv("HALUT_CACHE", str(tmp_path / "cache"))
+    bad = {**TINY.verilog_parameters(), "K": 3}
+    monkeypatch.setattr(RtlParams, "verilog_parameters", lambda self: bad)
+    with pytest.raises(HalutError, match="verilator failed"):
+        build_harness(TINY)
+    left = [p.name for p in (tmp_path / "cache" / "verilator").iterdir()]
+    assert all(name.endswith(".lock") for name in left)

@@ -96,3 +96,15 @@ def test_parameter_assignments_parse_like_the_cli() -> None:
         parse_assignments(["M=x"])
     with pytest.raises(HalutError, match="NAME=VALUE"):
         parse_assignments(["M"])
+
+
+def test_params_for_program_default_tile_and_explicit_m() -> None:
+    rng = np.random.default_rng(0)
+    narrow = random_program(rng, C=3, K=4, M=8, D=6, threshold_format="int8",
+                            lut_format="fp16")
+    p = RtlParams.for_program(narrow)  # default tile clamps to the program's columns
+    assert (p.C, p.K, p.M, p.threshold_format, p.lut_format) == (3, 4, 8, "int8", "fp16")
+    assert RtlParams.for_program(narrow, M=16).M == 16  # an explicit M is kept
+    assert RtlParams.for_program(narrow, M=4, out_lanes=2).out_lanes == 2
+    wide = random_program(rng, C=3, K=4, M=40, D=6)
+    assert RtlParams.for_program(wide).M == 16
