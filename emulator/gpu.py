@@ -148,9 +148,12 @@ def _next_pow2(n: int) -> int:
 
 
 def default_blocks(N: int, M: int, interpreted: bool) -> tuple[int, int]:
-    """(BLOCK_N, BLOCK_M): few large programs in the interpreter, register-sized on a GPU."""
+    """(BLOCK_N, BLOCK_M): few large programs in the interpreter, register-sized on a GPU.
+
+    The interpreter's cost is per launched program and per op, so it gets row blocks of up
+    to 1024 (measured: 4096 rows x C = 32 took 3.7 s with 1024-row blocks, 45.7 s with 64)."""
     if interpreted:
-        return min(64, _next_pow2(N)), min(64, _next_pow2(M))
+        return min(MAX_BLOCK, _next_pow2(N)), min(64, _next_pow2(M))
     return 64, min(128, max(16, _next_pow2(M)))
 
 

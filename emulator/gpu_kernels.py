@@ -67,7 +67,7 @@ def _feature_keys(x, input_scale, FP16_FEAT: tl.constexpr):
 def _codebook_codes(a_ptr, stride_an, rows64, row_mask, dims_ptr, thr_ptr, c, input_scale,
                     L: tl.constexpr, K: tl.constexpr, FP16_FEAT: tl.constexpr):
     """Codes (BLOCK_N,) int32 of codebook ``c`` for the given rows: walk the heap tree."""
-    code = tl.zeros(rows64.shape, tl.int32)
+    code = tl.full(rows64.shape, 0, tl.int32)
     for level in tl.static_range(L):
         d = tl.load(dims_ptr + c * L + level)
         x = tl.load(a_ptr + rows64 * stride_an + d, mask=row_mask, other=0.0).to(tl.float32)
@@ -122,9 +122,9 @@ def decode_kernel(codes_ptr, lut_ptr, scale_ptr, bias_ptr, acc_ptr, y_ptr, N, M,
     col_mask = cols < M
     rows64 = rows.to(tl.int64)
     if FP16_LUT:
-        acc = tl.zeros((BLOCK_N, BLOCK_M), tl.float32)
+        acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     else:
-        acc = tl.zeros((BLOCK_N, BLOCK_M), tl.int32)
+        acc = tl.full((BLOCK_N, BLOCK_M), 0, tl.int32)
     for c in range(C):
         code = tl.load(codes_ptr + rows64 * C + c, mask=row_mask, other=0).to(tl.int32)
         offs = (c * K + code)[:, None] * M + cols[None, :]
@@ -147,9 +147,9 @@ def fused_kernel(a_ptr, stride_an, dims_ptr, thr_ptr, lut_ptr, scale_ptr, bias_p
     col_mask = cols < M
     rows64 = rows.to(tl.int64)
     if FP16_LUT:
-        acc = tl.zeros((BLOCK_N, BLOCK_M), tl.float32)
+        acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     else:
-        acc = tl.zeros((BLOCK_N, BLOCK_M), tl.int32)
+        acc = tl.full((BLOCK_N, BLOCK_M), 0, tl.int32)
     for c in range(C):
         code = _codebook_codes(a_ptr, stride_an, rows64, row_mask, dims_ptr, thr_ptr, c,
                                input_scale, L, K, FP16_FEAT)

@@ -170,8 +170,6 @@ def _run_tile(layer: LayerModel, A: np.ndarray, backend: str, lo: int, hi: int,
     if layer.program is None:
         raise HalutError(f"backend {backend!r} needs a hardware program; the model holds none "
                          "(quantize it first)")
-    if backend == "gpu":
-        options = gpu_options(options)
     res: RunResult = run_program(layer.program, A, backend, **options)
     return TileRecord(lo=lo, hi=hi, y=np.asarray(res.y, np.float32), acc=np.asarray(res.acc),
                       cycles=res.cycles, column_tiles=list(res.tiles))
@@ -302,15 +300,6 @@ def run_conv2d(layer: LayerModel, X: np.ndarray, geometry: Conv2dGeometry,
 
 # ---- learning.backends registration (the torch modules' hardware backends) ----------------
 
-def gpu_options(options: dict[str, Any]) -> dict[str, Any]:
-    """With no CUDA device the Triton kernels run in the interpreter, where the time per
-    launched block dominates: 1024-row blocks ran ~12x faster than the 64-row default here
-    (4096 x C=32 rows: 3.7 s vs 45.7 s). A GPU keeps run_gpu's own defaults."""
-    if torch.cuda.is_available() or "block_n" in options or options.get("impl") == "torch":
-        return options
-    return {**options, "block_n": 1024}
-
-
 def _rtl_params(program: HardwareProgram) -> RtlParams:
     """The torch modules' accelerator: the program's C, K and formats with RTL_COLUMNS
     output columns (programs with fewer columns leave some unused; more run as tiles)."""
@@ -320,8 +309,6 @@ def _rtl_params(program: HardwareProgram) -> RtlParams:
 
 def _registered(backend: str) -> Callable[[HardwareProgram, np.ndarray], RunResult]:
     def fn(program: HardwareProgram, A: np.ndarray) -> RunResult:
-        if backend == "gpu":
-            return run_program(program, A, "gpu", **gpu_options({}))
         if backend == "rtl":
             return run_program(program, A, "rtl", params=_rtl_params(program))
         return run_program(program, A, backend)

@@ -170,6 +170,33 @@ def test_without_triton_auto_falls_back_to_torch_and_triton_is_a_clear_error(
         run_gpu(program, A, impl="triton")
 
 
+TRITON_FIRST = """
+import torch.optim, triton  # triton (and its stdlib kernels) imported before emulator.gpu
+import numpy as np
+from emulator import golden
+from emulator.gpu import run_gpu
+from emulator.vectors import random_activations, random_program
+for thr, lut in (("fp16", "int8"), ("int8", "fp16")):
+    program = random_program(np.random.default_rng(0), C=3, K=4, M=8, D=6,
+                             threshold_format=thr, lut_format=lut)
+    A = random_activations(np.random.default_rng(1), program, 7)
+    r = run_gpu(program, A, impl="triton")
+    assert np.array_equal(r.y.view(np.uint32), golden.run(program, A).y.view(np.uint32))
+print("interpreted" if r.info["interpreted"] else "compiled")
+"""
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="the interpreter is only chosen without a GPU")
+def test_triton_imported_first_still_runs_in_the_interpreter() -> None:
+    """A user script that imports triton (e.g. through torch.optim) before emulator.gpu: the
+    kernels must not call Triton library functions decorated before the interpreter was on."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", TRITON_FIRST], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "interpreted"
+
+
 def test_torch_fallback_refuses_flushed_subnormals() -> None:
     rng = np.random.default_rng(7)
     program = random_program(rng, C=2, K=4, M=3, D=5, lut_format="fp16")
