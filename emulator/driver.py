@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.harness import RESET_CYCLES, Handshake, StreamCounts, rng_state
+from emulator.harness import RESET_CYCLES, Handshake, StreamCounts, config_words, rng_state
 from learning.errors import HalutError
 
 
@@ -149,11 +149,7 @@ class CycleSim:
         self._settle()
 
     def config(self, addr: np.ndarray, data: np.ndarray) -> int:
-        a = np.asarray(addr, dtype=np.uint32)
-        d = np.asarray(data, dtype=np.uint16)
-        if a.shape != d.shape or a.ndim != 1:
-            raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
-                             f"and {d.shape}")
+        a, d = config_words(addr, data)
         for ai, di in zip(a.tolist(), d.tolist(), strict=True):
             self._set("cfg_valid_i", 1)
             self._set("cfg_addr_i", ai)

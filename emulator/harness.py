@@ -113,6 +113,16 @@ def _ptr(a: np.ndarray | None, ctype: type) -> object:
     return a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
+def config_words(addr: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Configuration writes as contiguous uint32 addresses and uint16 data of one length."""
+    a = np.ascontiguousarray(addr, dtype=np.uint32)
+    d = np.ascontiguousarray(data, dtype=np.uint16)
+    if a.shape != d.shape or a.ndim != 1:
+        raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
+                         f"and {d.shape}")
+    return a, d
+
+
 class BatchSim:
     """One instance of the Verilated accelerator in a harness library.
 
@@ -162,11 +172,7 @@ class BatchSim:
 
     def config(self, addr: np.ndarray, data: np.ndarray) -> int:
         """Write ``data[i]`` (uint16) to ``addr[i]`` (uint32), one per cycle; returns cycles."""
-        a = np.ascontiguousarray(addr, dtype=np.uint32)
-        d = np.ascontiguousarray(data, dtype=np.uint16)
-        if a.shape != d.shape or a.ndim != 1:
-            raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
-                             f"and {d.shape}")
+        a, d = config_words(addr, data)
         return int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
                                        _ptr(d, ctypes.c_uint16), a.size))
 
