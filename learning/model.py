@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from learning.errors import HalutError
-from learning.program import log2_exact
+from learning.program import LutShape, log2_exact
 from learning.validate import as_float_matrix
 
 
@@ -60,7 +60,7 @@ def tree_encode(dims: np.ndarray, thresholds: np.ndarray, features: np.ndarray) 
 
 
 @dataclass(frozen=True, eq=False)
-class HalutModel:
+class HalutModel(LutShape):
     """A float MADDNESS model for one layer ``Y = A @ weights + bias`` (A: (N, D)).
 
     Attributes
@@ -126,23 +126,6 @@ class HalutModel:
             object.__setattr__(self, "calibration",
                                _float_array(cal, "calibration", tuple(cal.shape)))
         object.__setattr__(self, "stats", dict(self.stats))
-
-    # ---- shape facts -------------------------------------------------------------------
-    @property
-    def M(self) -> int:
-        return int(self.lut.shape[0])
-
-    @property
-    def C(self) -> int:
-        return int(self.lut.shape[1])
-
-    @property
-    def K(self) -> int:
-        return int(self.lut.shape[2])
-
-    @property
-    def L(self) -> int:
-        return log2_exact(self.K)
 
     # ---- inference ---------------------------------------------------------------------
     def encode(self, A: np.ndarray) -> np.ndarray:

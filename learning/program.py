@@ -137,8 +137,31 @@ def to_cfg_data(values: np.ndarray) -> np.ndarray:
     raise HalutError(f"configuration values must be float16 or int8, got {values.dtype}")
 
 
+class LutShape:
+    """Shape facts of a class holding an ``(M, C, K)`` ``lut``: ``M``, ``C``, ``K`` and
+    ``L = log2 K`` (shared by :class:`HardwareProgram` and ``learning.model.HalutModel``)."""
+
+    lut: np.ndarray
+
+    @property
+    def M(self) -> int:
+        return int(self.lut.shape[0])
+
+    @property
+    def C(self) -> int:
+        return int(self.lut.shape[1])
+
+    @property
+    def K(self) -> int:
+        return int(self.lut.shape[2])
+
+    @property
+    def L(self) -> int:
+        return log2_exact(self.K)
+
+
 @dataclass(frozen=True, eq=False)
-class HardwareProgram:
+class HardwareProgram(LutShape):
     """A quantized MADDNESS program, validated on construction (see module docstring)."""
 
     dims: np.ndarray
@@ -203,23 +226,7 @@ class HardwareProgram:
         object.__setattr__(self, "D", int(self.D))
         object.__setattr__(self, "input_scale", float(np.float32(s)))
 
-    # ---- shape facts -------------------------------------------------------------------
-    @property
-    def M(self) -> int:
-        return int(self.lut.shape[0])
-
-    @property
-    def C(self) -> int:
-        return int(self.lut.shape[1])
-
-    @property
-    def K(self) -> int:
-        return int(self.lut.shape[2])
-
-    @property
-    def L(self) -> int:
-        return log2_exact(self.K)
-
+    # ---- formats -----------------------------------------------------------------------
     @property
     def feature_dtype(self) -> type[np.generic]:
         return np.float16 if self.threshold_format == "fp16" else np.int8

@@ -22,7 +22,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -261,6 +261,17 @@ class _HalutLayer(nn.Module):
         self._backend = check_backend_name(name)
 
     # ---- loading learned state -------------------------------------------------------------
+    @classmethod
+    def _from_program(cls, program: HardwareProgram, model: Any, backend: str,
+                      *args: Any) -> Self:
+        """``cls(*args, C=.., K=.., formats of program, backend=backend)`` loaded with
+        ``program`` and ``model``: the body of the subclasses' ``from_learned``."""
+        make: Callable[..., Self] = cls  # the subclasses' constructors take C, K, ... by name
+        mod = make(*args, C=program.C, K=program.K, threshold_format=program.threshold_format,
+                   lut_format=program.lut_format, backend=backend)
+        mod.load_learned(program, model)
+        return mod
+
     def load_learned(self, program: HardwareProgram, model: Any = None) -> None:
         """Fill the buffers from a quantized ``program`` and (optionally) its float model."""
         want = (self.C, self.K, self.in_features, self.out_features, self.threshold_format,
@@ -402,11 +413,7 @@ class HalutLinear(_HalutLayer):
     @classmethod
     def from_learned(cls, program: HardwareProgram, model: Any = None,
                      backend: str = "golden") -> HalutLinear:
-        mod = cls(program.D, program.M, C=program.C, K=program.K,
-                  threshold_format=program.threshold_format, lut_format=program.lut_format,
-                  backend=backend)
-        mod.load_learned(program, model)
-        return mod
+        return cls._from_program(program, model, backend, program.D, program.M)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -440,12 +447,9 @@ class HalutConv2d(_HalutLayer):
     @classmethod
     def from_learned(cls, geometry: Conv2dGeometry, program: HardwareProgram, model: Any = None,
                      backend: str = "golden") -> HalutConv2d:
-        mod = cls(geometry.in_channels, program.M, geometry.kernel_size, geometry.stride,
-                  geometry.padding, geometry.dilation, C=program.C, K=program.K,
-                  threshold_format=program.threshold_format, lut_format=program.lut_format,
-                  backend=backend)
-        mod.load_learned(program, model)
-        return mod
+        return cls._from_program(program, model, backend, geometry.in_channels, program.M,
+                                 geometry.kernel_size, geometry.stride, geometry.padding,
+                                 geometry.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
