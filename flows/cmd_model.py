@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import numpy as np
@@ -24,6 +25,14 @@ from learning.errors import HalutError
 from learning.maddness import learn
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
 from learning.validate import as_float_matrix
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _npy_option(*decls: str, help: str, required: bool = False) -> Callable[[_F], _F]:
+    """A click option naming a ``.npy`` (or other input) file, handed over as a Path."""
+    return click.option(*decls, required=required,
+                        type=click.Path(dir_okay=False, path_type=Path), help=help)
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:
@@ -54,16 +63,22 @@ def _fmt(x: float) -> str:
     return f"{x:.5f}"
 
 
+def _report(obj: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    """Print ``obj`` as JSON with ``--json``, else the human-readable ``lines``."""
+    if as_json:
+        emit_json(obj)
+        return
+    for line in lines:
+        click.echo(line)
+
+
 def register(group: click.Group) -> None:
     """Add ``learn``, ``info`` and ``eval`` to the ``halut`` group."""
 
     @group.command("learn")
-    @click.option("--activations", "-a", required=True,
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="(N, D) float training activations, a .npy file.")
-    @click.option("--weights", "-w", required=True,
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="(D, M) float weights, a .npy file.")
+    @_npy_option("--activations", "-a", required=True,
+                 help="(N, D) float training activations, a .npy file.")
+    @_npy_option("--weights", "-w", required=True, help="(D, M) float weights, a .npy file.")
     @click.option("-C", "C", type=int, required=True, help="Number of codebooks (<= D).")
     @click.option("-K", "K", type=int, default=16, show_default=True,
                   help="Prototypes per codebook, a power of two in [2, 256].")
@@ -72,11 +87,9 @@ def register(group: click.Group) -> None:
     @click.option("--lut-format", type=click.Choice(LUT_FORMATS), default="int8",
                   show_default=True, help="LUT entry format of the hardware program.")
     @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--bias", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="(M,) float bias, a .npy file (default zeros).")
-    @click.option("--output", "-o", required=True,
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="Model file to write (.halut), atomically.")
+    @_npy_option("--bias", help="(M,) float bias, a .npy file (default zeros).")
+    @_npy_option("--output", "-o", required=True,
+                 help="Model file to write (.halut), atomically.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def learn_cmd(activations: Path, weights: Path, C: int, K: int, threshold_format: str,
                   lut_format: str, seed: int, bias: Path | None, output: Path,
@@ -100,14 +113,12 @@ def register(group: click.Group) -> None:
             "lut_format": lut_format, "input_scale": program.input_scale,
             "seconds": t_learn, "nmse_train_float": model.stats["nmse_train"],
             "nmse_train_quantized": nmse_q}
-        if as_json:
-            emit_json(summary)
-            return
-        click.echo(f"learned C={model.C} K={model.K} on A {A32.shape} x B {B.shape} "
-                   f"in {t_learn:.2f} s")
-        click.echo(f"train NMSE: float {_fmt(model.stats['nmse_train'])}, quantized "
-                   f"({threshold_format} thresholds, {lut_format} LUT) {_fmt(nmse_q)}")
-        click.echo(f"wrote {output}")
+        _report(summary, as_json, [
+            f"learned C={model.C} K={model.K} on A {A32.shape} x B {B.shape} "
+            f"in {t_learn:.2f} s",
+            f"train NMSE: float {_fmt(model.stats['nmse_train'])}, quantized "
+            f"({threshold_format} thresholds, {lut_format} LUT) {_fmt(nmse_q)}",
+            f"wrote {output}"])
 
     @group.command("info")
     @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
@@ -123,29 +134,23 @@ def register(group: click.Group) -> None:
             "has_weights": saved.model.weights is not None,
             "program": None if saved.program is None else saved.program.summary(),
             "stats": saved.model.stats, "checksum": h["checksum"]}
-        if as_json:
-            emit_json(info)
-            return
-        click.echo(f"{model}: {h['format']} v{h['format_version']}, created {h.get('created')}")
-        click.echo(f"  C={info['C']} K={info['K']} D={info['D']} M={info['M']} "
-                   f"(weights {'kept' if info['has_weights'] else 'not kept'})")
         p = saved.program
-        click.echo("  program: " + ("none" if p is None else
-                                    f"{p.threshold_format} thresholds, {p.lut_format} LUT, "
-                                    f"input scale {p.input_scale:g}"))
-        for k, v in sorted(saved.model.stats.items()):
-            click.echo(f"  {k}: {v}")
+        _report(info, as_json, [
+            f"{model}: {h['format']} v{h['format_version']}, created {h.get('created')}",
+            f"  C={info['C']} K={info['K']} D={info['D']} M={info['M']} "
+            f"(weights {'kept' if info['has_weights'] else 'not kept'})",
+            "  program: " + ("none" if p is None else
+                             f"{p.threshold_format} thresholds, {p.lut_format} LUT, "
+                             f"input scale {p.input_scale:g}"),
+            *(f"  {k}: {v}" for k, v in sorted(saved.model.stats.items()))])
 
     @group.command("eval")
     @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--activations", "-a", required=True,
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="(N, D) float activations, a .npy file.")
-    @click.option("--weights", "-w", required=True,
-                  type=click.Path(dir_okay=False, path_type=Path),
-                  help="(D, M) float weights of the exact layer, a .npy file.")
-    @click.option("--bias", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="(M,) bias of the exact layer (default: the model's bias).")
+    @_npy_option("--activations", "-a", required=True,
+                 help="(N, D) float activations, a .npy file.")
+    @_npy_option("--weights", "-w", required=True,
+                 help="(D, M) float weights of the exact layer, a .npy file.")
+    @_npy_option("--bias", help="(M,) bias of the exact layer (default: the model's bias).")
     @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
     def eval_cmd(model: Path, activations: Path, weights: Path, bias: Path | None,
                  as_json: bool) -> None:
@@ -169,11 +174,8 @@ def register(group: click.Group) -> None:
             "nmse_float": nmse(y_float, y), "nmse_quantized": nmse(y_q, y),
             "max_abs_error_float": float(np.max(np.abs(y_float - y))),
             "max_abs_error_quantized": float(np.max(np.abs(y_q - y)))}
-        if as_json:
-            emit_json(out)
-            return
-        click.echo(f"{'':>10} {'NMSE':>10} {'max |err|':>12}")
-        click.echo(f"{'float':>10} {out['nmse_float']:>10.5f} "
-                   f"{out['max_abs_error_float']:>12.5g}")
-        click.echo(f"{'quantized':>10} {out['nmse_quantized']:>10.5f} "
-                   f"{out['max_abs_error_quantized']:>12.5g}")
+        _report(out, as_json, [
+            f"{'':>10} {'NMSE':>10} {'max |err|':>12}",
+            f"{'float':>10} {out['nmse_float']:>10.5f} {out['max_abs_error_float']:>12.5g}",
+            f"{'quantized':>10} {out['nmse_quantized']:>10.5f} "
+            f"{out['max_abs_error_quantized']:>12.5g}"])

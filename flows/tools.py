@@ -55,22 +55,24 @@ def find_yosys() -> Path:
                      "(or run `make setup`)")
 
 
+def _on_path(exe: str, missing: str) -> Path:
+    """``exe`` found on PATH, else a :class:`HalutError` with the one line ``missing``."""
+    found = shutil.which(exe)
+    if not found:
+        raise HalutError(missing)
+    return Path(found)
+
+
 def find_sta() -> Path:
     """OpenSTA's ``sta`` binary."""
-    found = shutil.which("sta")
-    if not found:
-        raise HalutError("OpenSTA (`sta`) not found on PATH: `apt-get install opensta` "
-                         "(or run `make setup`)")
-    return Path(found)
+    return _on_path("sta", "OpenSTA (`sta`) not found on PATH: `apt-get install opensta` "
+                           "(or run `make setup`)")
 
 
 def find_qflow() -> Path:
     """The ``qflow`` driver (graywolf, qrouter and vesta come with it)."""
-    found = shutil.which("qflow")
-    if not found:
-        raise HalutError("qflow not found on PATH: `apt-get install qflow qflow-tech-osu018` "
-                         "(or run `make setup`)")
-    return Path(found)
+    return _on_path("qflow", "qflow not found on PATH: `apt-get install qflow "
+                             "qflow-tech-osu018` (or run `make setup`)")
 
 
 def find_osu018(what: str = "liberty") -> Path:

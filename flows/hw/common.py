@@ -17,6 +17,10 @@ from learning.errors import HalutError
 
 TOP = "halut_accel"
 RUNS_DIR = Path("runs")
+# The surroundings assumed by synthesis (``abc -constr``) and by timing (the SDC): inputs
+# driven by this cell, outputs loading this many pF. Both flows must agree on them.
+DRIVING_CELL = "BUFX4"
+LOAD_PF = 0.01
 
 
 def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:

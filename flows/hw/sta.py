@@ -28,7 +28,7 @@ from typing import Any
 
 from emulator.params import RtlParams
 from flows import tools
-from flows.hw.common import TOP, params_dict, write_json
+from flows.hw.common import DRIVING_CELL, LOAD_PF, TOP, params_dict, write_json
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
@@ -36,8 +36,6 @@ DATA_INPUTS = ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data
                "out_ready_i")
 DATA_OUTPUTS = ("in_ready_o", "out_valid_o", "out_data_o")
 DEFAULT_IO_FRACTION = 0.2
-DRIVING_CELL = "BUFX4"
-LOAD_PF = 0.01
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,20 @@ from typing import Any
 
 from emulator.params import RtlParams
 from flows import tools
-from flows.hw.common import TOP, params_dict, read_json, rtl_sources, stage_sources, write_json
+from flows.hw.common import (
+    DRIVING_CELL,
+    LOAD_PF,
+    TOP,
+    params_dict,
+    read_json,
+    rtl_sources,
+    stage_sources,
+    write_json,
+)
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
 DEFAULT_PERIOD_NS = 10.0
-DRIVING_CELL = "BUFX4"
-LOAD_PF = 0.01
 
 
 @dataclass(frozen=True)
