@@ -242,31 +242,36 @@ def triton_encode(prep: PreparedProgram, A: torch.Tensor, block_n: int) -> torch
 def triton_decode(prep: PreparedProgram, codes: torch.Tensor, block_n: int, block_m: int,
                   write_acc: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(acc, y) on the device from (N, C) uint8 codes (Triton decode kernel)."""
-    k = _triton_ready(prep.device)
-    p = prep.program
-    N = codes.shape[0]
-    acc, y = _outputs(prep, N, write_acc)
-    with np.errstate(all="ignore"):  # the interpreter's numpy casts warn on fp16 overflow
-        k.decode_kernel[(k.cdiv(N, block_n), k.cdiv(p.M, block_m))](
-            codes, prep.lut_t, prep.scale, prep.bias, y if acc is None else acc, y, N, p.M, p.C,
-            K=p.K, FP16_LUT=prep.fp16_lut, WRITE_ACC=write_acc, BLOCK_N=block_n,
-            BLOCK_M=block_m, enable_fp_fusion=False)
-    return acc, y
+    return _launch_lut_kernel(prep, "decode_kernel", codes.shape[0], block_n, block_m,
+                              write_acc, (codes,), ())
 
 
 def triton_fused(prep: PreparedProgram, A: torch.Tensor, block_n: int, block_m: int,
                  write_acc: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(acc, y) on the device straight from activations (fused Triton kernel)."""
+    p = prep.program
+    return _launch_lut_kernel(prep, "fused_kernel", A.shape[0], block_n, block_m, write_acc,
+                              (A, A.stride(0), prep.dims, prep.thr_keys), (p.input_scale,),
+                              L=p.L, FP16_FEAT=prep.fp16_features)
+
+
+def _launch_lut_kernel(prep: PreparedProgram, name: str, N: int, block_n: int, block_m: int,
+                       write_acc: bool, head: tuple[Any, ...], tail: tuple[Any, ...],
+                       **consts: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Allocate (acc, y) and launch ``decode_kernel`` or ``fused_kernel`` on N rows.
+
+    The kernel's arguments are ``*head, lut_t, scale, bias, acc, y, N, M, C, *tail``, its
+    constants K, FP16_LUT, WRITE_ACC, BLOCK_N, BLOCK_M plus ``consts``; the grid is
+    (N / block_n, M / block_m). Without ``write_acc`` the acc pointer is y's (never stored to).
+    """
     k = _triton_ready(prep.device)
     p = prep.program
-    N = A.shape[0]
     acc, y = _outputs(prep, N, write_acc)
     with np.errstate(all="ignore"):  # the interpreter's numpy casts warn on fp16 overflow
-        k.fused_kernel[(k.cdiv(N, block_n), k.cdiv(p.M, block_m))](
-            A, A.stride(0), prep.dims, prep.thr_keys, prep.lut_t, prep.scale, prep.bias,
-            y if acc is None else acc, y, N, p.M, p.C, p.input_scale,
-            L=p.L, K=p.K, FP16_FEAT=prep.fp16_features, FP16_LUT=prep.fp16_lut,
-            WRITE_ACC=write_acc, BLOCK_N=block_n, BLOCK_M=block_m, enable_fp_fusion=False)
+        getattr(k, name)[(k.cdiv(N, block_n), k.cdiv(p.M, block_m))](
+            *head, prep.lut_t, prep.scale, prep.bias, y if acc is None else acc, y, N, p.M, p.C,
+            *tail, K=p.K, FP16_LUT=prep.fp16_lut, WRITE_ACC=write_acc, BLOCK_N=block_n,
+            BLOCK_M=block_m, enable_fp_fusion=False, **consts)
     return acc, y
 
 

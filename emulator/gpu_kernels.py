@@ -108,13 +108,10 @@ def encode_kernel(a_ptr, stride_an, dims_ptr, thr_ptr, codes_ptr, N, C, input_sc
 
 
 @triton.jit
-def decode_kernel(codes_ptr, lut_ptr, scale_ptr, bias_ptr, acc_ptr, y_ptr, N, M, C,
-                  K: tl.constexpr, FP16_LUT: tl.constexpr, WRITE_ACC: tl.constexpr,
-                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
-    """acc[n, m] = sum over c = 0..C-1 in order of lut[c, code[n, c], m]; then dequantize.
+def _tile(N, M, FP16_LUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
+    """This program's rows64, row_mask, cols, col_mask and a zero accumulator.
 
-    ``lut_ptr`` points at the LUT transposed to (C, K, M) so a row's look-ups are contiguous
-    in m.
+    The accumulator is (BLOCK_N, BLOCK_M) float32 +0.0 for an fp16 LUT, else int32 0.
     """
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -125,11 +122,30 @@ def decode_kernel(codes_ptr, lut_ptr, scale_ptr, bias_ptr, acc_ptr, y_ptr, N, M,
         acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     else:
         acc = tl.full((BLOCK_N, BLOCK_M), 0, tl.int32)
+    return rows64, row_mask, cols, col_mask, acc
+
+
+@triton.jit
+def _add_lut(acc, lut_ptr, c, code, cols, col_mask, M, K: tl.constexpr):
+    """``acc + lut_t[c, code[n], cols]``: gather codebook ``c``'s LUT rows and add them."""
+    offs = (c * K + code)[:, None] * M + cols[None, :]
+    v = tl.load(lut_ptr + offs, mask=col_mask[None, :], other=0)
+    return acc + v.to(acc.dtype)
+
+
+@triton.jit
+def decode_kernel(codes_ptr, lut_ptr, scale_ptr, bias_ptr, acc_ptr, y_ptr, N, M, C,
+                  K: tl.constexpr, FP16_LUT: tl.constexpr, WRITE_ACC: tl.constexpr,
+                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
+    """acc[n, m] = sum over c = 0..C-1 in order of lut[c, code[n, c], m]; then dequantize.
+
+    ``lut_ptr`` points at the LUT transposed to (C, K, M) so a row's look-ups are contiguous
+    in m.
+    """
+    rows64, row_mask, cols, col_mask, acc = _tile(N, M, FP16_LUT, BLOCK_N, BLOCK_M)
     for c in range(C):
         code = tl.load(codes_ptr + rows64 * C + c, mask=row_mask, other=0).to(tl.int32)
-        offs = (c * K + code)[:, None] * M + cols[None, :]
-        v = tl.load(lut_ptr + offs, mask=col_mask[None, :], other=0)
-        acc = acc + v.to(acc.dtype)
+        acc = _add_lut(acc, lut_ptr, c, code, cols, col_mask, M, K)
     _store_outputs(acc, rows64, cols, row_mask, col_mask, scale_ptr, bias_ptr, acc_ptr, y_ptr,
                    M, WRITE_ACC)
 
@@ -141,21 +157,11 @@ def fused_kernel(a_ptr, stride_an, dims_ptr, thr_ptr, lut_ptr, scale_ptr, bias_p
                  FP16_LUT: tl.constexpr, WRITE_ACC: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
     """Encode and decode in one pass: each codebook's codes live only in registers."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_mask = rows < N
-    col_mask = cols < M
-    rows64 = rows.to(tl.int64)
-    if FP16_LUT:
-        acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
-    else:
-        acc = tl.full((BLOCK_N, BLOCK_M), 0, tl.int32)
+    rows64, row_mask, cols, col_mask, acc = _tile(N, M, FP16_LUT, BLOCK_N, BLOCK_M)
     for c in range(C):
         code = _codebook_codes(a_ptr, stride_an, rows64, row_mask, dims_ptr, thr_ptr, c,
                                input_scale, L, K, FP16_FEAT)
-        offs = (c * K + code)[:, None] * M + cols[None, :]
-        v = tl.load(lut_ptr + offs, mask=col_mask[None, :], other=0)
-        acc = acc + v.to(acc.dtype)
+        acc = _add_lut(acc, lut_ptr, c, code, cols, col_mask, M, K)
     _store_outputs(acc, rows64, cols, row_mask, col_mask, scale_ptr, bias_ptr, acc_ptr, y_ptr,
                    M, WRITE_ACC)
 
