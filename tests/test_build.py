@@ -133,3 +133,20 @@ def test_rtl_parameter_check_fails_the_build(tmp_path: Path,
         build_harness(TINY)
     left = [p.name for p in (tmp_path / "cache" / "verilator").iterdir()]
     assert all(name.endswith(".lock") for name in left)
+
+
+def test_pyverilator_wrapper_gets_one_context_per_model(tmp_path: Path) -> None:
+    """build_pyverilator's patch of pyverilator's construct(): every model its own traced
+    context and main_time reset; a wrapper without the expected line is a clear error."""
+    from emulator.build import _CONSTRUCT, _own_context
+
+    wrapper = tmp_path / "pyverilator_wrapper.cpp"
+    wrapper.write_text(f"double main_time = 0;\nV* construct() {{\n    {_CONSTRUCT}\n}}\n")
+    _own_context(wrapper)
+    text = wrapper.read_text()
+    assert _CONSTRUCT not in text
+    assert "new VerilatedContext" in text and "ctx->traceEverOn(true)" in text
+    assert "main_time = 0; VerilatedContext" in text
+    wrapper.write_text("V* construct() { return new V(); }\n")
+    with pytest.raises(HalutError, match="pyverilator-mm 0.7.6"):
+        _own_context(wrapper)

@@ -305,3 +305,18 @@ def test_fst_waveform_from_both_drivers(name: str, tmp_path: Path) -> None:
         assert data[0] == 0  # FST header block (FST_BL_HDR)
         sizes.append(len(data))
     assert min(sizes) > 1000
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_cycle_driver_traces_several_models_in_one_process(name: str, tmp_path: Path) -> None:
+    """Each pyverilator model has its own VerilatedContext: with the shared default context a
+    second traced model in one process crashed inside trace() (a segfault in CI)."""
+    program, params = program_for(name, seed=5)
+    A = random_activations(np.random.default_rng(5), program, 3)
+    results = [run_rtl(program, A, params=params, driver="cycle", vcd=tmp_path / f"{i}.vcd")
+               for i in range(3)]
+    for r in results:
+        assert_bit_exact(program, A, r)
+        assert r.tiles == results[0].tiles
+    sizes = {(tmp_path / f"{i}.vcd").stat().st_size for i in range(3)}
+    assert len(sizes) == 1 and sizes.pop() > 0  # three complete, identical waveforms
