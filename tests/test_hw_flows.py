@@ -92,8 +92,12 @@ def test_fmax_bisection_finds_the_period_where_slack_crosses_zero(
     assert tight.fmax_mhz == pytest.approx(res.fmax_mhz, rel=2e-3)
 
 
-def test_sta_command_reports_json_and_writes_the_sdc(synth_dir: Path) -> None:
-    result = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--run-dir", str(synth_dir),
+def test_sta_command_reports_json_and_writes_the_sdc(synth_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # a relative --run-dir, as typed by users (OpenSTA runs inside the run directory and
+    # silently ignored a script given relative to the caller's directory)
+    monkeypatch.chdir(synth_dir.parent)
+    result = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--run-dir", synth_dir.name,
                                        "--period", "10", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

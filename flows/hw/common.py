@@ -30,13 +30,15 @@ def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None) -> list
 
 def run_dir_for(command: str, params: RtlParams, run_dir: str | os.PathLike[str] | None
                 ) -> Path:
-    """``run_dir`` or ``runs/<command>-<params tag>``, created."""
+    """``run_dir`` or ``runs/<command>-<params tag>``, created, as an absolute path (the
+    tools run with the run directory as their working directory, so a relative path to a
+    file inside it would not resolve there)."""
     path = Path(run_dir) if run_dir is not None else RUNS_DIR / f"{command}-{params.tag()}"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HalutError(f"cannot create run directory {path}: {exc.strerror}") from None
-    return path
+    return path.resolve()
 
 
 def stage_sources(files: Sequence[Path], run_dir: Path, sub: str = "src") -> list[str]:

@@ -204,7 +204,9 @@ def run_sta(params: RtlParams, netlist: Path, run_dir: Path, *, period_ns: float
                                          str(sdf.resolve()) if sdf else None))
     log = run_dir / f"{name}.log"
     t0 = time.monotonic()
-    tools.run_tool([sta, "-no_splash", "-exit", script], cwd=run_dir, log=log,
+    # absolute: sta runs in run_dir, and OpenSTA 2.0.17 silently ignores a script it cannot
+    # open (exit 0, no output)
+    tools.run_tool([sta, "-no_splash", "-exit", script.resolve()], cwd=run_dir, log=log,
                    timeout=timeout, what="OpenSTA")
     text = log.read_text(errors="replace")
     if re.search(r"^Error", text, re.MULTILINE):
