@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml Makefile
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	python3 -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -34,7 +35,7 @@ apt:
 	else echo "apt: all present"; fi
 
 venv:
-	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	@[ -x $(PIP) ] || python3 -m venv --clear $(VENV)
 	@$(PIP) install -q --upgrade pip
 	@$(PIP) install -q $(TORCH)
 	@$(PIP) install -q -e '.[dev]'

@@ -2,8 +2,8 @@
 
 * ``config``: cycles with a configuration write (thresholds, LUTs; once per tile reload)
 * ``stream``: cycles in which an input beat was accepted (N*C for N rows)
-* ``stall``:  cycles between the first and the last accepted beat with no beat accepted
-  (input bubbles and output back-pressure)
+* ``stall``:  cycles up to the last accepted beat with no beat accepted (input bubbles and
+  output back-pressure; cycles before the first beat count too)
 * ``drain``:  cycles after the last accepted beat until the last result is taken
 * ``total``:  the sum
 """
