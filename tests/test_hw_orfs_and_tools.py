@@ -16,7 +16,7 @@ from emulator.params import RtlParams
 from flows import tools
 from flows.cli import main
 from flows.hw.orfs import config_mk, orfs_sdc, parse_metrics, parse_yosys_stat_text, run_orfs
-from flows.hw.qflow import parse_def
+from flows.hw.qflow import clean_sdf, parse_def
 from flows.hw.sta import parse_sta_log, sdc_text
 from learning.errors import HalutError
 
@@ -231,3 +231,20 @@ HALUT_MIN_PERIOD 2.5
         parse_sta_log("nothing")
     with pytest.raises(HalutError, match="period must be > 0"):
         sdc_text(0.0)
+
+
+def test_qflow_sdf_is_cleaned_for_opensta() -> None:
+    """Bus brackets become [], and an INTERCONNECT to qflow's unnamed sink `ERROR` (seen in a
+    6.9k-cell design; OpenSTA stops on it) is dropped and counted; nothing else changes."""
+    sdf = ("(DELAYFILE\n (CELL (CELLTYPE \"halut_accel\") (INSTANCE)\n  (DELAY (ABSOLUTE\n"
+           "   (INTERCONNECT BUFX4_1/Y OAI21X1_2/B (4.75))\n"
+           "   (INTERCONNECT BUFX4_1/Y ERROR (3.21394))\n"
+           "   (INTERCONNECT in_data_i<3> INVX1_9/A (0.5))\n"
+           "  ))\n )\n)\n")
+    text, dropped = clean_sdf(sdf)
+    assert dropped == 1
+    assert "ERROR" not in text and "<" not in text and ">" not in text
+    assert "(INTERCONNECT in_data_i[3] INVX1_9/A (0.5))" in text
+    assert "(INTERCONNECT BUFX4_1/Y OAI21X1_2/B (4.75))" in text
+    assert text.count("(") == text.count(")")
+    assert clean_sdf("(INTERCONNECT a/Y b/A (1.0))\n") == ("(INTERCONNECT a/Y b/A (1.0))\n", 0)

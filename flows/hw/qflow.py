@@ -11,7 +11,7 @@ of every routed segment of the regular nets in the DEF's ``NETS`` section (power
 ``SPECIALNETS`` are not counted); ``vesta_fmax_mhz`` is vesta's "Computed maximum clock
 frequency" (register-to-register, zero margin); the OpenSTA figures are
 :mod:`flows.hw.sta` on qflow's final netlist with its SDF back-annotated (``<``/``>`` in
-bus names rewritten to ``[``/``]``, which OpenSTA 2.0.17 needs).
+bus names rewritten to ``[``/``]``, which OpenSTA 2.0.17 needs; see :func:`clean_sdf`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,46 @@ def _routed_def(proj: Path) -> Path | None:
     return None
 
 
+_UNNAMED_SINK = re.compile(r"^[ \t]*\(INTERCONNECT \S+ ERROR \([^()]*\)\)[ \t]*\n", re.MULTILINE)
+
+
+def clean_sdf(text: str) -> tuple[str, int]:
+    """qflow's SDF made readable for OpenSTA 2.0.17: ``<``/``>`` bus brackets become
+    ``[``/``]``, and INTERCONNECT entries whose sink qflow could not name (written as the
+    pin ``ERROR``, seen once in a 6.9k-cell design) are dropped. Returns the text and the
+    number of entries dropped (that many wire delays are then missing from the timing)."""
+    fixed, dropped = _UNNAMED_SINK.subn("", text)
+    return fixed.replace("<", "[").replace(">", "]"), dropped
+
+
+def post_route_timing(params: RtlParams, proj: Path, run_dir: Path, *, period_ns: float,
+                      io_fraction: float = DEFAULT_IO_FRACTION) -> dict[str, Any]:
+    """OpenSTA on qflow's final netlist in ``proj`` with its SDF back-annotated: the
+    ``post_route_sta`` figures, or ``post_route_sta_skipped`` with the reason."""
+    netlist = _find(proj, [f"{TOP}.rtlnopwr.v"])
+    sdf = _find(proj, [f"{TOP}.sdf"])
+    if netlist is None or sdf is None:
+        return {"post_route_sta_skipped": "qflow wrote no final netlist or SDF"}
+    text = sdf.read_text(errors="replace")
+    if text.count("(") != text.count(")"):
+        # seen here: qrouter's SDF of a 2.3k-cell design ended mid-line
+        return {"post_route_sta_skipped": f"qflow's SDF {sdf} is truncated"}
+    fixed_text, dropped = clean_sdf(text)
+    fixed = run_dir / "qflow_post_route.sdf"
+    atomic_write_text(fixed, fixed_text)
+    out: dict[str, Any] = {"sdf_unnamed_sinks_dropped": dropped}
+    try:
+        post = run_sta(params, netlist, run_dir, period_ns=period_ns, io_fraction=io_fraction,
+                       sdf=fixed, name="post_route_sta")
+    except HalutError as exc:
+        out["post_route_sta_skipped"] = str(exc)
+        return out
+    out["post_route_sta"] = {k: post.to_dict()[k] for k in
+                             ("period_ns", "wns_ns", "tns_ns", "fmax_mhz", "min_period_ns",
+                              "critical_path", "power_w")}
+    return out
+
+
 def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: float = 10.0,
               io_fraction: float = DEFAULT_IO_FRACTION, density: float | None = None,
               timeout: float | None = None) -> dict[str, Any]:
@@ -167,25 +207,7 @@ def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: flo
         "cells": summary.components - summary.fill_cells, "failed_routes": failed,
         "vesta_fmax_mhz": float(fm[-1]) if fm else None,
     }
-    netlist = _find(proj, [f"{TOP}.rtlnopwr.v"])
-    sdf = _find(proj, [f"{TOP}.sdf"])
-    if netlist and sdf:
-        text = sdf.read_text(errors="replace")
-        if text.count("(") != text.count(")"):
-            # seen here: qrouter's SDF of a 2.3k-cell design ended mid-line
-            result["post_route_sta_skipped"] = f"qflow's SDF {sdf} is truncated"
-        else:
-            fixed = run_dir / "qflow_post_route.sdf"
-            atomic_write_text(fixed, text.replace("<", "[").replace(">", "]"))
-            try:
-                post = run_sta(params, netlist, run_dir, period_ns=period_ns,
-                               io_fraction=io_fraction, sdf=fixed, name="post_route_sta")
-                result["post_route_sta"] = {k: post.to_dict()[k] for k in
-                                            ("period_ns", "wns_ns", "tns_ns", "fmax_mhz",
-                                             "min_period_ns", "critical_path", "power_w")}
-            except HalutError as exc:
-                result["post_route_sta_skipped"] = str(exc)
-    elif netlist is None or sdf is None:
-        result["post_route_sta_skipped"] = "qflow wrote no final netlist or SDF"
+    result.update(post_route_timing(params, proj, run_dir, period_ns=period_ns,
+                                    io_fraction=io_fraction))
     write_json(run_dir / "pnr.json", result)
     return result
