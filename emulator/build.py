@@ -153,15 +153,22 @@ def _run(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-15:]
         errors = [ln for ln in tail if "%Error" in ln or "error" in ln.lower()]
-        detail = (errors or tail or ["(no output)"])[0].strip()
+        detail = (errors or tail or ["(no output)"])[0].strip()[:200]
         raise HalutError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {detail} "
                          f"[full log: {log}]")
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    """An exclusive ``flock`` on ``path`` (created, with its folder); a cache that cannot
+    hold it is one clear error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # noqa: SIM115 (closed below, after the unlock)
+    except OSError as exc:
+        raise HalutError(f"cannot use the build cache {path.parent}: {exc.strerror}; point "
+                         f"HALUT_CACHE at a writable folder") from None
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -192,6 +199,15 @@ def cached_build(key: str, product: str, builder: Callable[[Path], None],
             if final.exists():  # a stale, incomplete entry (no build.json): replace it
                 shutil.rmtree(final)
             os.rename(tmp, final)
+        except HalutError as exc:
+            # the temporary build goes, its log stays where the message points
+            log, kept = tmp / "build.log", root / f"{key}.failed.log"
+            message = str(exc)
+            if log.is_file():
+                shutil.move(log, kept)
+                message = message.replace(str(log), str(kept)).replace(str(tmp), str(kept))
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise HalutError(message) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -3,8 +3,8 @@
 Each command group lives in its own module and registers itself on :data:`main`:
 ``flows.cmd_model`` (learn, info, eval), ``flows.cmd_run`` (run), ``flows.cmd_layer``
 (emulate, compare, demo) and ``flows.cmd_hw`` (the ``hw`` group). Errors that are the
-user's (:class:`learning.errors.HalutError`) print one line on stderr and exit 1; ``--debug``
-shows the traceback.
+user's (:class:`learning.errors.HalutError`, and as a safety net any ``OSError`` from the
+file system) print one line on stderr and exit 1; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ class HalutGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            # a safety net: file-system errors the commands did not foresee (a full disk,
+            # a read-only folder) are the user's environment, not a bug: one line too
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted (finished work is kept; run the same command to resume)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,14 +15,48 @@ from typing import IO
 
 import numpy as np
 
+from learning.errors import HalutError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def writable_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` must replace: symlinks followed, the folder created.
+
+    Raises a one-line :class:`HalutError` when ``path`` names something that is not a
+    regular file (a folder, a device such as /dev/null, a FIFO) or its folder cannot be
+    made; callers use it to check an output path before long work starts."""
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        raise HalutError(f"cannot write {path}: not a regular file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HalutError(f"cannot write {path}: {exc.strerror} ({target.parent})") from None
+    if not target.parent.is_dir():
+        raise HalutError(f"cannot write {path}: {target.parent} is not a folder")
+    return target
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success rename it over ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    """Open a temporary file next to ``path``; on success rename it over ``path``.
+
+    A symlink is written through (its target is replaced, the link kept); the new file gets
+    the old file's permissions, or the usual ones for the umask."""
+    target = writable_target(path)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise HalutError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        perm = (stat.S_IMODE(target.stat().st_mode) if target.exists()
+                else 0o666 & ~_umask())
+        os.chmod(tmp, perm)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

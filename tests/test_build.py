@@ -100,9 +100,21 @@ def test_failed_build_is_one_error_line_and_leaves_no_cache_entry(
                       "endmodule\n")
     with pytest.raises(HalutError, match="verilator failed") as exc:
         build_harness(TINY, sources=[broken])
-    assert "\n" not in str(exc.value)
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 500
     left = [p.name for p in (tmp_path / "cache" / "verilator").iterdir()]
-    assert all(name.endswith(".lock") for name in left)  # no entry, no temp dir
+    # no entry, no temp dir; the log the message points to is kept
+    assert all(name.endswith((".lock", ".failed.log")) for name in left)
+    log = Path(str(exc.value).rsplit("[full log: ", 1)[1].rstrip("]"))
+    assert log.is_file() and "halut_accel.sv" in log.read_text()
+
+
+def test_an_unusable_build_cache_is_one_clear_error(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("HALUT_CACHE", str(blocker))
+    with pytest.raises(HalutError, match="cannot use the build cache .*HALUT_CACHE"):
+        build_harness(TINY)
 
 
 def test_bad_build_requests_fail_before_verilation(tmp_path: Path,
@@ -132,7 +144,7 @@ def test_rtl_parameter_check_fails_the_build(tmp_path: Path,
     with pytest.raises(HalutError, match="verilator failed"):
         build_harness(TINY)
     left = [p.name for p in (tmp_path / "cache" / "verilator").iterdir()]
-    assert all(name.endswith(".lock") for name in left)
+    assert all(name.endswith((".lock", ".failed.log")) for name in left)
 
 
 def test_pyverilator_wrapper_gets_one_context_per_model(tmp_path: Path) -> None:
