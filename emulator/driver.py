@@ -16,15 +16,22 @@ small runs, debugging and waveforms; the batch harness for everything else.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emulator.harness import RESET_CYCLES, Handshake, StreamCounts, config_words, rng_state
+from emulator.harness import (
+    RESET_CYCLES,
+    Handshake,
+    StreamCounts,
+    TraceFile,
+    config_words,
+    rng_state,
+)
 from learning.errors import HalutError
 
 
@@ -34,11 +41,24 @@ class CycleSim:
     Parameters
     ----------
     library : pyverilator's shared library (``BuildResult.path`` of build_pyverilator)
-    trace : path of a VCD file for the whole run, or None
+    trace : path of a VCD file for the whole run, or None (written to a temporary file
+        beside it and renamed over it by ``close()``, see :class:`emulator.harness.TraceFile`)
     """
 
     def __init__(self, library: str | os.PathLike[str],
                  trace: str | os.PathLike[str] | None = None) -> None:
+        self._trace: int | None = None
+        self._trace_file: TraceFile | None = None
+        self._dump: Callable[[int], Any] | None = None
+        if trace is not None:  # an unwritable path fails before the model is loaded
+            self._trace_file = TraceFile(trace)
+        try:
+            self._open(library)
+        except BaseException:
+            self.close(keep=False)
+            raise
+
+    def _open(self, library: str | os.PathLike[str]) -> None:
         from pyverilator import PyVerilator
 
         # each model has its own VerilatedContext (build_pyverilator patches pyverilator's
@@ -74,16 +94,13 @@ class CycleSim:
             self._get_out_word = lambda i: (int(fn(model)) >> (32 * i)) & 0xFFFFFFFF
         self._last: dict[str, int] = {}
         self.cycle_count = 0
-        self._trace: int | None = None
-        self._dump: Callable[[int], Any] | None = None
-        if trace is not None:
-            Path(trace).parent.mkdir(parents=True, exist_ok=True)
+        if self._trace_file is not None:
             # pyverilator's own start_vcd_trace() dumps at t=5 and 10 at once; call its
             # generated C function instead so that the time stamps match the harness
             start = lib.start_vcd_trace
             start.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
             start.restype = ctypes.c_void_p
-            self._trace = start(model, os.fsencode(str(trace)))
+            self._trace = start(model, os.fsencode(self._trace_file.temp))
             dump = lib.add_to_vcd_trace
             dump.argtypes = [ctypes.c_void_p, ctypes.c_int]
             handle = self._trace
@@ -219,18 +236,36 @@ class CycleSim:
     def cycle(self) -> int:
         return self.cycle_count
 
-    def close(self) -> None:
-        """Finish the run (closes the waveform)."""
-        if self._trace is not None and self._dump is not None:
-            self._dump(2 * self.cycle_count)
-            stop = self._pv.lib.stop_vcd_trace
-            stop.argtypes = [ctypes.c_void_p]
-            stop(self._trace)
-            self._trace = None
-            self._dump = None
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the run: close the waveform and, with ``keep``, rename it over the trace
+        path (HalutError when nothing was written); without, remove it."""
+        trace_file, self._trace_file = self._trace_file, None
+        if self._trace is not None:
+            handle, dump = self._trace, self._dump
+            self._trace = self._dump = None
+            try:
+                if dump is not None:
+                    dump(2 * self.cycle_count)
+                stop = self._pv.lib.stop_vcd_trace
+                stop.argtypes = [ctypes.c_void_p]
+                stop(handle)
+            except BaseException:
+                if trace_file is not None:
+                    trace_file.discard()
+                raise
+        if trace_file is not None:
+            if keep:
+                trace_file.commit()
+            else:
+                trace_file.discard()
 
     def __enter__(self) -> CycleSim:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(keep=exc_type is None)
+
+    def __del__(self) -> None:
+        # never closed: not a finished run (at interpreter exit the library may be gone)
+        with contextlib.suppress(Exception):
+            self.close(keep=False)

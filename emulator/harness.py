@@ -24,13 +24,17 @@ driver see identical stimulus.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from learning.atomic import writable_target
 from learning.errors import HalutError
 
 M64 = (1 << 64) - 1
@@ -107,6 +111,96 @@ class StreamCounts:
     cycles: int
 
 
+def _temp_beside(target: Path) -> str:
+    """A new empty file beside ``target`` (``.NAME.XXXX.tmp``); OSError when none can be made."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp",
+                               dir=target.parent)
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
+    """The file a write to ``path`` will replace (symlinks followed, missing folders made),
+    after proving that a file can be created beside it: a temporary file is created there
+    and removed again (permission bits say nothing for root, or on a read-only mount).
+
+    Raises a one-line :class:`HalutError` naming ``what`` ("waveform", "output") when the
+    path cannot be written, so that callers can check before a long run starts."""
+    label = f"{what} {path}" if what else str(path)
+    for folder in Path(os.path.abspath(path)).parents:  # the nearest existing folder
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                raise HalutError(f"cannot write {label}: {folder} is not a folder")
+            break
+    try:
+        target = writable_target(path)
+    except HalutError as exc:
+        raise HalutError(str(exc).replace(f"cannot write {path}", f"cannot write {label}", 1)
+                         ) from None
+    try:
+        os.unlink(_temp_beside(target))
+    except OSError as exc:
+        raise HalutError(f"cannot write {label}: {exc.strerror} ({target.parent})") from None
+    return target
+
+
+class TraceFile:
+    """A waveform written to a temporary file beside ``path`` and renamed over ``path`` only
+    when the simulator has closed it (:meth:`commit`), so that a failed or aborted run never
+    truncates an existing waveform and leaves no partial one (:meth:`discard`).
+
+    ``temp`` is the name to hand to the simulator (created empty, with the permissions the
+    final file will get: the old file's, or the usual ones for the umask)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.target = check_writable(path, "waveform")
+        try:
+            self.temp = Path(_temp_beside(self.target))
+        except OSError as exc:
+            raise HalutError(f"cannot write waveform {path}: {exc.strerror} "
+                             f"({self.target.parent})") from None
+        try:
+            perm = (stat.S_IMODE(self.target.stat().st_mode) if self.target.exists()
+                    else 0o666 & ~_umask())
+            os.chmod(self.temp, perm)
+        except OSError:
+            pass  # mkstemp's 0600 then; the waveform is still written
+
+    def commit(self) -> None:
+        """Rename the closed temporary file over ``path``; a missing or empty one (the
+        simulator could not write it) is removed and raises HalutError."""
+        try:
+            size = self.temp.stat().st_size
+        except OSError:
+            size = 0
+        if size == 0:
+            self.discard()
+            raise HalutError(f"the simulator wrote no waveform to {self.path} (full disk or "
+                             f"an unwritable folder?); no file was changed")
+        try:
+            fd = os.open(self.temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.temp, self.target)
+        except OSError as exc:
+            self.discard()
+            raise HalutError(f"cannot write waveform {self.path}: {exc.strerror}") from None
+
+    def discard(self) -> None:
+        """Remove the temporary file (the previous waveform, if any, stays)."""
+        with contextlib.suppress(OSError):
+            self.temp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _ptr(a: np.ndarray | None, ctype: type) -> object:
     if a is None:
         return None  # a NULL pointer
@@ -130,11 +224,14 @@ class BatchSim:
     ----------
     library : path of the shared library from :func:`emulator.build.build_harness`
     trace : path of a VCD/FST file to write the whole run to (the library must be built
-        with that trace kind), or None
+        with that trace kind), or None. The simulator writes a temporary file beside it,
+        renamed over it by ``close()`` (see :class:`TraceFile`)
     """
 
     def __init__(self, library: str | os.PathLike[str], trace: str | os.PathLike[str] | None
                  = None) -> None:
+        self._sim: int | None = None
+        self._trace: TraceFile | None = None
         self._lib = ctypes.CDLL(str(library))
         lib = self._lib
         lib.hx_create.restype = ctypes.c_void_p
@@ -156,10 +253,10 @@ class BatchSim:
         lib.hx_trace_kind.restype = ctypes.c_int
         if trace is not None and lib.hx_trace_kind() == 0:
             raise HalutError("this harness build has no tracing; build it with trace=True")
-        path = None if trace is None else os.fsencode(Path(trace))
         if trace is not None:
-            Path(trace).parent.mkdir(parents=True, exist_ok=True)
-        self._sim: int | None = lib.hx_create(path)
+            self._trace = TraceFile(trace)
+        path = None if self._trace is None else os.fsencode(self._trace.temp)
+        self._sim = lib.hx_create(path)
 
     def _handle(self) -> int:
         if self._sim is None:
@@ -216,17 +313,24 @@ class BatchSim:
         """Clock cycles since construction (reset included)."""
         return int(self._lib.hx_cycle(self._handle()))
 
-    def close(self) -> None:
-        """Finish the run (closes the trace file)."""
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the run: close the trace and, with ``keep``, rename it over the waveform
+        path (HalutError when the simulator wrote nothing); without, remove it."""
         if self._sim is not None:
             self._lib.hx_destroy(self._sim)
             self._sim = None
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            if keep:
+                trace.commit()
+            else:
+                trace.discard()
 
     def __enter__(self) -> BatchSim:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(keep=exc_type is None)
 
     def __del__(self) -> None:
-        self.close()
+        self.close(keep=False)  # never closed: not a finished run

@@ -19,7 +19,7 @@ import numpy as np
 from emulator import golden
 from emulator.build import BuildResult, build_harness, build_pyverilator, resolve_sources
 from emulator.cycles import CycleReport
-from emulator.harness import BatchSim, Handshake, StreamCounts, rng_state
+from emulator.harness import BatchSim, Handshake, StreamCounts, check_writable, rng_state
 from emulator.params import RtlParams
 from emulator.run import RunResult
 from learning.errors import HalutError
@@ -34,7 +34,7 @@ class Sim(Protocol):
     def stream(self, beats: np.ndarray, n_out: int, out_words: int, *, valid: Handshake = ...,
                ready: Handshake = ..., rng: np.ndarray | None = ..., max_idle: int = ...
                ) -> tuple[np.ndarray, StreamCounts]: ...
-    def close(self) -> None: ...
+    def close(self, *, keep: bool = ...) -> None: ...
 
 
 def in_words(params: RtlParams) -> int:
@@ -108,7 +108,9 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
         with more columns than ``params.M`` runs as ``ceil(M_prog / params.M)`` column tiles,
         reprogramming the LUT per tile (counted as configuration cycles)
     driver : "batch" (C++ loop through ctypes) or "cycle" (pyverilator, one cycle per call)
-    vcd : write a waveform of the whole run here (``.fst`` suffix: FST, else VCD)
+    vcd : write a waveform of the whole run here (``.fst`` suffix: FST, else VCD); checked
+        for writability before the build, written beside it and renamed over it when the run
+        has finished (a failed run leaves an existing file as it was)
     bubbles : input valid low: None, a probability per cycle, or a cyclic 0/1 valid pattern
     backpressure : output ready low: None, a probability per cycle, or a cyclic 0/1 pattern
     seed : seed of the random bubbles / back-pressure
@@ -134,6 +136,7 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
     beats = pack_beats(features, params)
     trace_kind: bool | str = False
     if vcd is not None:
+        check_writable(vcd, "waveform")  # before any Verilation or simulation
         trace_kind = "fst" if Path(vcd).suffix == ".fst" else "vcd"
     build = build_for(params, driver, trace=trace_kind, sources=sources)
 
@@ -146,6 +149,7 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
     tiles: list[CycleReport] = []
     accs: list[np.ndarray] = []
     sim = open_sim(build, driver, vcd)
+    finished = False
     try:
         sim.reset()
         bar = None
@@ -169,8 +173,9 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
                 bar.update(1)
         if bar is not None:
             bar.close()
+        finished = True
     finally:
-        sim.close()
+        sim.close(keep=finished)  # the waveform replaces the old one only after a whole run
     acc = np.concatenate(accs, axis=1)
     y = golden.dequantize(program, acc)
     total = sum(tiles[1:], tiles[0])

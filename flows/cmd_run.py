@@ -16,6 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
+from emulator.harness import check_writable
 from emulator.params import RtlParams, parse_assignments
 from emulator.run import BACKENDS, RunResult, run_program
 from flows.cli import emit_json
@@ -99,6 +100,11 @@ def register(group: click.Group) -> None:
             raise HalutError(f"model file {model} not found")
         if not activations.is_file():
             raise HalutError(f"activations file {activations} not found")
+        # unwritable outputs fail now, not after the whole simulation
+        out_file = None if output is None else check_writable(output, "output")
+        vcd_file = None if vcd is None else check_writable(vcd, "waveform")
+        if out_file is not None and out_file == vcd_file:
+            raise HalutError(f"--output and --vcd name the same file {output}")
         program, origin = load_program(model)
         A = load_activations(activations)
         options: dict[str, Any] = {}

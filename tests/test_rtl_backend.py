@@ -320,3 +320,106 @@ def test_cycle_driver_traces_several_models_in_one_process(name: str, tmp_path: 
         assert r.tiles == results[0].tiles
     sizes = {(tmp_path / f"{i}.vcd").stat().st_size for i in range(3)}
     assert len(sizes) == 1 and sizes.pop() > 0  # three complete, identical waveforms
+
+
+def _saved_model(tmp_path: Path) -> tuple[Path, Path]:
+    from learning import learn, quantize, save_model
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((300, 12)).astype(np.float32)
+    B = rng.standard_normal((12, 20)).astype(np.float32)
+    model = learn(A, B, 3, 4, seed=0)
+    save_model(tmp_path / "m.halut", model,
+               quantize(model, threshold_format="fp16", lut_format="int8"))
+    np.save(tmp_path / "A.npy", A[:5])
+    return tmp_path / "m.halut", tmp_path / "A.npy"
+
+
+def _stored_program(path: Path) -> HardwareProgram:
+    from learning import load_model
+
+    program = load_model(path).program
+    assert program is not None
+    return program
+
+
+def test_unwritable_waveform_or_output_fails_before_any_simulation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    monkeypatch.setenv("HALUT_CACHE", str(tmp_path / "cache"))
+    model, A_path = _saved_model(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args: object, **kw: object) -> tuple[int, str]:
+        if Path(str(kw.get("dir"))) == ro:  # a read-only folder, even for root
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, **kw)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    runner = CliRunner()
+    for opt, path, msg in [("--vcd", blocker / "w.vcd", "is not a folder"),
+                           ("--vcd", blocker / "sub" / "w.vcd", "is not a folder"),
+                           ("--vcd", ro / "w.vcd", "Permission denied"),
+                           ("-o", blocker / "Y.npy", "is not a folder"),
+                           ("-o", ro / "Y.npy", "Permission denied")]:
+        res = runner.invoke(main, ["run", str(model), "-a", str(A_path), opt, str(path)])
+        assert res.exit_code == 1, res.output
+        assert res.output.startswith("error: cannot write ") and msg in res.output
+        assert res.output.count("\n") == 1 and "Traceback" not in res.output
+    res = runner.invoke(main, ["run", str(model), "-a", str(A_path), "-o",
+                               str(tmp_path / "x.vcd"), "--vcd", str(tmp_path / "x.vcd")])
+    assert res.exit_code == 1 and "same file" in res.output
+    # the library entry point checks too, before the build
+    program = _stored_program(model)
+    A = np.load(A_path)
+    for driver in ("batch", "cycle"):
+        with pytest.raises(HalutError, match="cannot write waveform"):
+            run_rtl(program, A, driver=driver, vcd=ro / "w.vcd")
+    assert not (tmp_path / "cache" / "verilator").exists()  # nothing was built or run
+    assert blocker.read_text() == "keep" and list(ro.iterdir()) == []
+
+
+def test_a_waveform_the_simulator_left_empty_is_an_error_and_changes_nothing(
+        tmp_path: Path) -> None:
+    from emulator.harness import TraceFile
+
+    target = tmp_path / "w.vcd"
+    target.write_text("old")
+    trace = TraceFile(target)
+    assert trace.temp.parent == tmp_path and trace.temp.exists()
+    with pytest.raises(HalutError, match="wrote no waveform"):
+        trace.commit()  # the simulator could not write: nothing in the temporary file
+    assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_existing_waveform_survives_a_failed_run_and_a_finished_one_replaces_it(
+        name: str, tmp_path: Path) -> None:
+    program, params = program_for(name, seed=6)
+    A = random_activations(np.random.default_rng(6), program, 3)
+    for driver in ("batch", "cycle"):
+        folder = tmp_path / driver
+        folder.mkdir()
+        target = folder / "w.vcd"
+        target.write_text("old waveform")
+        target.chmod(0o640)
+        # results are (almost) never taken: the run fails as hung after a long trace
+        with pytest.raises(HalutError, match="hung"):
+            run_rtl(program, A, params=params, driver=driver, vcd=target,
+                    backpressure=1 - 1e-12)
+        assert target.read_text() == "old waveform"
+        assert sorted(folder.iterdir()) == [target]  # no partial waveform left behind
+        r = run_rtl(program, A, params=params, driver=driver, vcd=target)
+        assert_bit_exact(program, A, r)
+        assert target.read_bytes().startswith(b"$version")  # the new, whole waveform
+        assert target.stat().st_mode & 0o777 == 0o640  # the old file's permissions
+        assert sorted(folder.iterdir()) == [target]
