@@ -52,7 +52,30 @@ def _setup(command: str, params: tuple[str, ...], run_dir: Path | None
 
 
 def _sources(rtl: tuple[Path, ...]) -> list[Path] | None:
-    return list(rtl) if rtl else None
+    """The ``--rtl`` list (None: ``rtl/halut.f``), every file checked to exist up front."""
+    from flows.hw.common import rtl_sources
+
+    sources = list(rtl) if rtl else None
+    rtl_sources(sources)
+    return sources
+
+
+def _check_settings(period: float | None = None, io_fraction: float | None = None,
+                    timeout: float | None = None) -> None:
+    """One-line errors for a bad ``--period``, ``--io-fraction`` or ``--timeout``, before any
+    tool runs."""
+    from flows.hw.common import check_io_fraction, check_period, check_timeout
+
+    if period is not None:
+        check_period(period)
+    if io_fraction is not None:
+        check_io_fraction(io_fraction)
+    check_timeout(timeout)
+
+
+def _check_liberty(liberty: Path | None) -> None:
+    if liberty is not None and not liberty.is_file():
+        raise HalutError(f"Liberty file {liberty} not found")
 
 
 @click.group("hw")
@@ -67,8 +90,9 @@ def lint_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...
     """Verilator --lint-only -Wall over the RTL; exit 1 on any warning or error."""
     from flows.hw.lint import lint
 
+    sources = _sources(rtl)
     p, d = _setup("lint", params, run_dir)
-    res = lint(p, d, sources=_sources(rtl))
+    res = lint(p, d, sources=sources)
     if as_json:
         _emit(res.to_dict())
     else:
@@ -95,8 +119,11 @@ def synth_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
     from flows.hw.common import fmt_table
     from flows.hw.synth import synthesize
 
+    _check_settings(period)
+    _check_liberty(liberty)
+    sources = _sources(rtl)
     p, d = _setup("synth", params, run_dir)
-    res = synthesize(p, d, sources=_sources(rtl), liberty=liberty, period_ns=period,
+    res = synthesize(p, d, sources=sources, liberty=liberty, period_ns=period,
                      breakdown=breakdown)
     if as_json:
         _emit(res.to_dict())
@@ -125,13 +152,20 @@ def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
             as_json: bool, period: float, io_fraction: float, netlist: Path | None,
             liberty: Path | None) -> None:
     """OpenSTA: WNS, TNS, critical path, fmax (bisection) and power at --period."""
+    from flows import tools
     from flows.hw.common import fmt_table
     from flows.hw.sta import run_sta
     from flows.hw.synth import synthesize
 
+    _check_settings(period, io_fraction)
+    _check_liberty(liberty)
+    if netlist is not None and not netlist.is_file():
+        raise HalutError(f"netlist {netlist} not found")
+    sources = _sources(rtl) if netlist is None else None
+    tools.find_sta()  # before a synthesis it could not time
     p, d = _setup("sta", params, run_dir)
     if netlist is None:
-        netlist = Path(synthesize(p, d, sources=_sources(rtl), liberty=liberty,
+        netlist = Path(synthesize(p, d, sources=sources, liberty=liberty,
                                   period_ns=period, reuse=True, breakdown=False).netlist)
     res = run_sta(p, netlist, d, period_ns=period, liberty=liberty, io_fraction=io_fraction)
     if as_json:
@@ -159,27 +193,42 @@ def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
               help="Placement density (qflow initial_density / ORFS PLACE_DENSITY).")
 @click.option("--platform", type=click.Choice(["nangate45", "sky130hd", "asap7"]),
               default="nangate45", show_default=True, help="ORFS platform.")
-@click.option("--utilization", type=float, default=None, help="ORFS CORE_UTILIZATION (%).")
+@click.option("--utilization", type=float, default=None,
+              help="ORFS CORE_UTILIZATION (%, 1 to 95).")
 @click.option("--no-run", is_flag=True, help="ORFS: only write config.mk, SDC and netlist.")
-@click.option("--timeout", type=float, default=None, help="Seconds before the tool is stopped.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds (> 0) before the tool is stopped.")
 def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
             as_json: bool, tool: str, period: float, io_fraction: float,
             density: float | None, platform: str, utilization: float | None, no_run: bool,
             timeout: float | None) -> None:
     """Place and route with qflow (osu018) or OpenROAD-flow-scripts (ORFS_ROOT)."""
+    from flows import tools
     from flows.hw.common import fmt_table
     from flows.hw.synth import synthesize
 
+    # every setting is checked before synthesis and the tool run
+    _check_settings(period, io_fraction, timeout)
+    if tool == "qflow":
+        from flows.hw.qflow import check_density
+
+        if utilization is not None:
+            raise HalutError("--utilization is an ORFS setting (--tool orfs); qflow takes "
+                             "--density")
+        check_density(density)
+    else:
+        from flows.hw.orfs import orfs_settings
+
+        orfs_settings(platform, utilization, density)
+    sources = _sources(rtl)
     p, d = _setup("pnr", params, run_dir)
     if tool == "orfs" and not no_run:
-        from flows import tools
-
         tools.find_orfs()  # fail before synthesis when ORFS is missing
     if tool == "qflow":
-        from flows import tools
-
         tools.find_qflow()
-    s = synthesize(p, d, sources=_sources(rtl), period_ns=period, reuse=True,
+        tools.find_osu018("lef")
+        tools.find_sta()  # the post-route timing
+    s = synthesize(p, d, sources=sources, period_ns=period, reuse=True,
                    breakdown=False)
     res: dict[str, Any]
     if tool == "qflow":
@@ -224,7 +273,8 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 @click.option("--programs", type=int, default=2, show_default=True,
               help="Random programs to run.")
 @click.option("--rows", type=int, default=6, show_default=True, help="Rows per program.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the random programs (>= 0).")
 @click.option("--period", type=float, default=10.0, show_default=True,
               help="Synthesis target period in ns.")
 def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
@@ -234,8 +284,10 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 
     if programs < 1 or rows < 1:
         raise HalutError("--programs and --rows must be >= 1")
+    _check_settings(period)
+    sources = _sources(rtl)
     p, d = _setup("gls", params, run_dir)
-    res = gate_level_check(p, d, sources=_sources(rtl), programs=programs, rows=rows,
+    res = gate_level_check(p, d, sources=sources, programs=programs, rows=rows,
                            seed=seed, period_ns=period)
     if as_json:
         _emit(res)
@@ -271,9 +323,13 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period:
     from flows.hw.sweep import COLUMNS, parse_grid, sweep
 
     g = parse_grid(grid)
+    if jobs < 1:
+        raise HalutError(f"--jobs must be >= 1, got {jobs}")
+    _check_settings(period, io_fraction)
+    sources = _sources(rtl)
     _p, d = _setup("sweep", params, run_dir)
     res = sweep(list(params), g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
-                sources=_sources(rtl), progress=not as_json)
+                sources=sources, progress=not as_json)
     if as_json:
         _emit(res)
         return

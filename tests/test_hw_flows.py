@@ -171,3 +171,39 @@ def test_a_yosys_syntax_error_is_one_line_naming_the_file(tmp_path: Path) -> Non
                                   "--run-dir", str(tmp_path / "run")])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1
     assert "yosys failed" in r.stderr and "broken.sv:2" in r.stderr
+
+
+def test_a_synthesis_is_reused_only_for_the_same_rtl(synth: SynthResult, synth_dir: Path,
+                                                     tmp_path: Path) -> None:
+    # a finished synthesis, as another run directory would hold it
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("netlist.v", "generic.v"):
+        (run / name).write_bytes((synth_dir / name).read_bytes())
+    old = dict(synth.to_dict(), netlist=str(run / "netlist.v"), generic=str(run / "generic.v"),
+               run_dir=str(run))
+    (run / "synth.json").write_text(json.dumps(old))
+    again = synthesize(TINY, run, period_ns=10.0, reuse=True, breakdown=False)
+    assert again.area == synth.area and not (run / "synth.log").exists()  # reused
+    # other RTL in the same folder: synthesized again (and this one does not parse), not
+    # the old timing with exit 0
+    bad = tmp_path / "syntax.v"
+    bad.write_text("module halut_accel(input clk; endmodule garbage\n")
+    r = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--rtl", str(bad),
+                                  "--run-dir", str(run)])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert "yosys failed" in r.stderr and "syntax.v:1" in r.stderr
+
+
+def test_rtl_without_the_accelerator_ports_is_one_line_in_gls(tmp_path: Path) -> None:
+    rtl = tmp_path / "mini.sv"
+    rtl.write_text("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
+                   "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
+                   "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
+                   "  assign o = clk_i;\nendmodule\n")
+    s = synthesize(TINY, tmp_path / "synth", sources=[rtl], breakdown=True)
+    assert s.cells == 0 and s.area == 0.0  # no cells: Yosys's stat has no area
+    r = CliRunner().invoke(main, ["hw", "gls", *TINY_ARGS, "--rtl", str(rtl),
+                                  "--run-dir", str(tmp_path / "gls")])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "lacks the harness ports rst_ni" in r.stderr and len(r.stderr) < 300

@@ -132,6 +132,7 @@ def test_orfs_missing_or_misplaced_is_one_line(monkeypatch: pytest.MonkeyPatch,
 def test_missing_opensta_names_the_package(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))
     halut = Path(sys.executable).parent / "halut"
+    (tmp_path / "n.v").write_text("module halut_accel; endmodule\n")
     proc = subprocess.run([str(halut), "hw", "sta", "-p", "C=2", "-p", "K=2", "-p", "M=1",
                            "--netlist", str(tmp_path / "n.v"), "--run-dir", str(tmp_path)],
                           env=env, capture_output=True, text=True, check=False)
@@ -229,8 +230,9 @@ HALUT_MIN_PERIOD 2.5
     assert r["power_w"]["total"] == pytest.approx(1.14e-2)
     with pytest.raises(HalutError, match="no WNS"):
         parse_sta_log("nothing")
-    with pytest.raises(HalutError, match="period must be > 0"):
-        sdc_text(0.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(HalutError, match="period must be a finite number of ns > 0"):
+            sdc_text(bad)
 
 
 def test_qflow_sdf_is_cleaned_for_opensta() -> None:
@@ -248,3 +250,206 @@ def test_qflow_sdf_is_cleaned_for_opensta() -> None:
     assert "(INTERCONNECT BUFX4_1/Y OAI21X1_2/B (4.75))" in text
     assert text.count("(") == text.count(")")
     assert clean_sdf("(INTERCONNECT a/Y b/A (1.0))\n") == ("(INTERCONNECT a/Y b/A (1.0))\n", 0)
+
+
+# --- bad input is one line, before any tool runs ------------------------------------------
+
+HW_TINY = ["-p", "C=2", "-p", "K=2", "-p", "M=1"]
+
+
+def _one_line_error(args: list[str], message: str) -> str:
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.output and "sweep:" not in r.stderr  # no progress bar
+    return r.stderr
+
+
+@pytest.mark.parametrize("period", ["inf", "nan", "0", "-2"])
+def test_a_bad_period_is_rejected_up_front_by_every_command(period: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tool could run: the check comes first
+    run = ["--run-dir", str(tmp_path / "run")]
+    for cmd in (["hw", "synth"], ["hw", "sta"], ["hw", "pnr"], ["hw", "gls"],
+                ["hw", "pnr", "--tool", "orfs", "--no-run"],
+                ["hw", "sweep", "--grid", "M=1,2"]):
+        _one_line_error([*cmd, *HW_TINY, "--period", period, *run],
+                        "the clock period must be a finite number of ns > 0, got "
+                        f"{float(period)}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--io-fraction", "5"], "the I/O delay fraction must be in [0, 1), got 5.0"),
+    (["--io-fraction", "nan"], "the I/O delay fraction must be in [0, 1)"),
+    (["--density", "5"], "placement density must be in [0.05, 1], got 5.0"),
+    (["--utilization", "50"], "--utilization is an ORFS setting"),
+    (["--tool", "orfs", "--no-run", "--utilization", "500"],
+     "core utilization must be a percentage in [1, 95], got 500.0"),
+    (["--tool", "orfs", "--no-run", "--density", "0"], "placement density must be in (0, 1]"),
+    (["--tool", "orfs", "--no-run", "--io-fraction", "1"], "I/O delay fraction"),
+    (["--timeout", "0"], "--timeout must be a finite number of seconds > 0, got 0.0"),
+    (["--timeout", "-1"], "--timeout must be a finite number of seconds > 0, got -1.0"),
+    (["--tool", "orfs", "--no-run", "--timeout", "nan"], "--timeout must be a finite"),
+])
+def test_bad_pnr_settings_fail_before_synthesis(args: list[str], message: str,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # `hw pnr --io-fraction 5` used to run all of qflow and exit 0 with the post-route
+    # timing "skipped"; an empty PATH proves nothing ran
+    monkeypatch.setenv("PATH", str(tmp_path))
+    _one_line_error(["hw", "pnr", *HW_TINY, *args, "--run-dir", str(tmp_path / "run")],
+                    message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sta_checks_io_fraction_liberty_and_netlist_first(tmp_path: Path) -> None:
+    run = ["--run-dir", str(tmp_path / "run")]
+    _one_line_error(["hw", "sta", *HW_TINY, "--io-fraction", "-0.1", *run], "I/O delay")
+    _one_line_error(["hw", "sta", *HW_TINY, "--liberty", str(tmp_path / "no.lib"), *run],
+                    "Liberty file")
+    _one_line_error(["hw", "sta", *HW_TINY, "--netlist", str(tmp_path / "no.v"), *run],
+                    "netlist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_rtl_file_fails_up_front(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.sv")
+    for cmd in (["hw", "lint"], ["hw", "synth"], ["hw", "sta"], ["hw", "pnr"], ["hw", "gls"],
+                ["hw", "sweep", "--grid", "M=1,2"]):
+        _one_line_error([*cmd, *HW_TINY, "--rtl", missing, "--run-dir", str(tmp_path / "r")],
+                        f"RTL source {missing} not found")
+    assert not (tmp_path / "r").exists()
+
+
+def test_gls_seed_must_not_be_negative(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["hw", "gls", *HW_TINY, "--seed", "-1",
+                                  "--run-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "Invalid value for '--seed'" in r.stderr
+    from flows.hw.gls import gate_level_check
+
+    with pytest.raises(HalutError, match="seed must be >= 0"):
+        gate_level_check(TINY, tmp_path, seed=-1)
+
+
+def test_gls_names_missing_harness_ports_before_a_build(tmp_path: Path) -> None:
+    from flows.hw.gls import HARNESS_PORTS, check_netlist_ports
+
+    good = tmp_path / "good.v"
+    good.write_text("module halut_accel(" + ", ".join(HARNESS_PORTS) + ");\n"
+                    + "".join(f"  {'output' if p.endswith('_o') else 'input'} "
+                              f"{'[3:0] ' if 'data' in p else ''}{p};\n"
+                              for p in HARNESS_PORTS) + "endmodule\n")
+    check_netlist_ports(good)
+    bad = tmp_path / "netlist.v"
+    bad.write_text("module halut_accel(clk_i, o);\n  input clk_i;\n  output o;\nendmodule\n")
+    with pytest.raises(HalutError, match=r"netlist.v lacks the harness ports rst_ni, "
+                                         r"cfg_valid_i.*out_data_o: the gate-level check"):
+        check_netlist_ports(bad)
+
+
+def test_sweep_checks_tools_before_the_progress_bar(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    _one_line_error(["hw", "sweep", *HW_TINY, "--grid", "M=1,2", "--run-dir",
+                     str(tmp_path / "sw")], "OpenSTA (`sta`) not found")
+    _one_line_error(["hw", "sweep", *HW_TINY, "--grid", "M=1,2", "--io-fraction", "7",
+                     "--run-dir", str(tmp_path / "sw")], "I/O delay fraction")
+    _one_line_error(["hw", "sweep", *HW_TINY, "--grid", "M=1,2", "--jobs", "0",
+                     "--run-dir", str(tmp_path / "sw")], "--jobs must be >= 1")
+
+
+def test_a_sweep_point_is_not_reused_when_the_rtl_changed(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from emulator.build import resolve_sources
+    from flows.hw.common import params_dict, sources_digest, write_json
+    from flows.hw.sweep import grid_points, sweep
+
+    rtl = tmp_path / "top.sv"
+    rtl.write_text("module halut_accel; endmodule\n")
+    grid: list[tuple[str, list[str]]] = [("M", ["1"])]
+    ((_values, params),) = grid_points(["C=2", "K=2"], grid)
+    settings = {"period_ns": 10.0, "io_fraction": 0.2, "pnr": False,
+                "rtl_digest": sources_digest(resolve_sources([rtl]))}
+    point = tmp_path / "sw" / "points" / params.tag()
+    point.mkdir(parents=True)
+    write_json(point / "point.json", {"params": params_dict(params), "settings": settings,
+                                      "area": 1.0, "cells": 2, "fmax_mhz": 3.0})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no OpenSTA: only a reuse can succeed
+    res = sweep(["C=2", "K=2"], grid, tmp_path / "sw", sources=[rtl])
+    assert res["rows"][0]["reused"] and res["rows"][0]["area"] == 1.0
+    rtl.write_text("module halut_accel; wire w; endmodule\n")  # the RTL changed
+    with pytest.raises(HalutError, match="OpenSTA"):  # so the point must run again
+        sweep(["C=2", "K=2"], grid, tmp_path / "sw", sources=[rtl])
+    with pytest.raises(HalutError, match="not found"):
+        sweep(["C=2", "K=2"], grid, tmp_path / "sw", sources=[tmp_path / "gone.sv"])
+
+
+def test_synthesis_is_reused_only_for_the_same_rtl(tmp_path: Path) -> None:
+    from emulator.build import resolve_sources
+    from flows.hw.common import params_dict, sources_digest
+    from flows.hw.synth import reusable
+
+    rtl = tmp_path / "top.sv"
+    rtl.write_text("module halut_accel; endmodule\n")
+    (tmp_path / "netlist.v").write_text("")
+    (tmp_path / "generic.v").write_text("")
+    lib = tmp_path / "cells.lib"
+    digest = sources_digest(resolve_sources([rtl]))
+    old = {"params": params_dict(TINY), "area": 1.0, "sequential_area": 0.5, "cells": 3,
+           "flip_flops": 1, "cell_types": {}, "modules": [],
+           "netlist": str(tmp_path / "netlist.v"), "generic": str(tmp_path / "generic.v"),
+           "liberty": str(lib), "period_ns": 10.0, "seconds": 1.0, "run_dir": str(tmp_path),
+           "log": "synth.log", "extra": {}, "sources_digest": digest}
+    assert reusable(old, TINY, 10.0, lib, digest, False, tmp_path) is not None
+    rtl.write_text("module halut_accel; wire w; endmodule\n")
+    changed = sources_digest(resolve_sources([rtl]))
+    assert changed != digest
+    assert reusable(old, TINY, 10.0, lib, changed, False, tmp_path) is None
+    assert reusable(dict(old, sources_digest=""), TINY, 10.0, lib, digest, False,
+                    tmp_path) is None  # a synth.json from before the digest
+    assert reusable(dict(old, area="abc"), TINY, 10.0, lib, digest, False, tmp_path) is None
+    assert reusable(dict(old, netlist="/elsewhere/netlist.v"), TINY, 10.0, lib, digest,
+                    False, tmp_path) is None  # a copied run directory
+    assert reusable(old, TINY, 5.0, lib, digest, False, tmp_path) is None
+    assert reusable(old, TINY, 10.0, lib, digest, True, tmp_path) is None  # no breakdown
+    inc = tmp_path / "defs.svh"  # an include file beside the sources counts too
+    inc.write_text("`define X 1\n")
+    assert sources_digest(resolve_sources([rtl])) != changed
+
+
+def test_report_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "sweep.json").write_text("garbage\n")
+    (tmp_path / "garbage" / "plot.png").write_bytes(b"\x89PNG")
+    _one_line_error(["hw", "report", str(tmp_path / "garbage")],
+                    "sweep.json is not valid JSON")
+    assert not (tmp_path / "garbage" / "report.html").exists()
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "sta.json").write_text("[1, 2]\n")
+    _one_line_error(["hw", "report", str(tmp_path / "list")], "not a halut result")
+    (tmp_path / "typed").mkdir()
+    (tmp_path / "typed" / "synth.json").write_text(json.dumps(
+        {"area": "abc", "cells": None, "modules": "x", "cell_types": {}}))
+    _one_line_error(["hw", "report", str(tmp_path / "typed")],
+                    "synth.json is not a valid synth result: 'modules' must be a list")
+    (tmp_path / "typed" / "synth.json").write_text(json.dumps(
+        {"modules": [{"module": "m", "local_area_total": "big"}]}))
+    _one_line_error(["hw", "report", str(tmp_path / "typed")], "numeric 'local_area_total'")
+    (tmp_path / "typed" / "synth.json").write_text(json.dumps({"modules": [],
+                                                               "cell_types": [1]}))
+    _one_line_error(["hw", "report", str(tmp_path / "typed")], "'cell_types' must be an object")
+    a_file = tmp_path / "A.npy"
+    a_file.write_bytes(b"x")
+    _one_line_error(["hw", "report", str(a_file)], f"{a_file} is not a directory")
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "lint.json").write_text(json.dumps({"passed": True, "warnings": [],
+                                                "errors": []}))
+    _one_line_error(["hw", "report", str(good), "-o", str(a_file / "r.html")],
+                    f"cannot write {a_file / 'r.html'}: {a_file} is not a directory")
+    r = CliRunner().invoke(main, ["hw", "report", str(good), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0 and (tmp_path / "r.html").is_file()

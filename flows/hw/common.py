@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -26,6 +28,52 @@ LOAD_PF = 0.01
 def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
     """The RTL files (``rtl/halut.f`` by default; ``.f`` lists expand), packages first."""
     return resolve_sources(sources)
+
+
+def include_files(files: Sequence[Path]) -> list[Path]:
+    """The ``*.svh`` / ``*.vh`` files beside ``files`` (staged with them for Yosys)."""
+    names = {f.name for f in files}
+    out: list[Path] = []
+    for folder in sorted({f.parent for f in files}):
+        out += sorted(p for p in [*folder.glob("*.svh"), *folder.glob("*.vh")]
+                      if p.name not in names)
+    return out
+
+
+def sources_digest(files: Sequence[Path]) -> str:
+    """sha256 over the names and contents of ``files`` (in order) and of the include files
+    beside them: what a synthesis read, so a finished one is reused only for the same RTL."""
+    h = hashlib.sha256()
+    for f in [*files, *include_files(files)]:
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            raise HalutError(f"cannot read RTL source {f}: {exc.strerror}") from None
+        for part in (f.name.encode(), data):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+    return h.hexdigest()
+
+
+def check_period(period_ns: float) -> float:
+    """``period_ns`` when it is a usable clock period (finite, > 0), else a one-line error."""
+    if not (math.isfinite(period_ns) and period_ns > 0):
+        raise HalutError(f"the clock period must be a finite number of ns > 0, got {period_ns}")
+    return period_ns
+
+
+def check_io_fraction(io_fraction: float) -> float:
+    """``io_fraction`` when it is in [0, 1), else a one-line error."""
+    if not 0 <= io_fraction < 1:  # nan fails too
+        raise HalutError(f"the I/O delay fraction must be in [0, 1), got {io_fraction}")
+    return io_fraction
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """``timeout`` (seconds) when None or finite and > 0, else a one-line error."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise HalutError(f"--timeout must be a finite number of seconds > 0, got {timeout}")
+    return timeout
 
 
 def run_dir_for(command: str, params: RtlParams, run_dir: str | os.PathLike[str] | None
@@ -54,10 +102,10 @@ def stage_sources(files: Sequence[Path], run_dir: Path, sub: str = "src") -> lis
         seen[f.name] = f
         shutil.copyfile(f, dest / f.name)
         names.append(f"{sub}/{f.name}")
-    for folder in {f.parent for f in files}:
-        for inc in list(folder.glob("*.svh")) + list(folder.glob("*.vh")):
-            if inc.name not in seen:
-                shutil.copyfile(inc, dest / inc.name)
+    for inc in include_files(files):
+        if inc.name not in seen:
+            seen[inc.name] = inc
+            shutil.copyfile(inc, dest / inc.name)
     return names
 
 

@@ -20,6 +20,7 @@ first with a free-flowing stream, then with random input bubbles and output back
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +33,25 @@ from emulator.params import RtlParams
 from emulator.rtl import run_rtl
 from emulator.vectors import random_activations, random_program
 from flows import tools
-from flows.hw.common import params_dict, write_json
+from flows.hw.common import check_period, params_dict, write_json
+from flows.hw.sta import DATA_INPUTS, DATA_OUTPUTS
 from flows.hw.synth import synthesize
+from learning.errors import HalutError
+
+HARNESS_PORTS = ("clk_i", "rst_ni", *DATA_INPUTS, *DATA_OUTPUTS)
+_PORT = re.compile(r"^\s*(?:input|output)\s+(?:(?:wire|reg)\s+)?(?:\[[^\]]*\]\s*)?(\w+)\s*;",
+                   re.MULTILINE)
+
+
+def check_netlist_ports(netlist: Path) -> None:
+    """A one-line error when the synthesized ``netlist`` lacks a port the batch harness
+    drives (RTL whose top is not the accelerator's interface), before any Verilator build."""
+    ports = set(_PORT.findall(netlist.read_text(errors="replace")))
+    missing = [p for p in HARNESS_PORTS if p not in ports]
+    if missing:
+        raise HalutError(f"the netlist {netlist.name} lacks the harness ports "
+                         f"{', '.join(missing)}: the gate-level check needs halut_accel's "
+                         "interface")
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -56,8 +74,14 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
                      stalls: float = 0.25, period_ns: float = 10.0) -> dict[str, Any]:
     """Synthesize (reusing a finished synthesis in ``run_dir``), then compare the netlist
     against golden (values) and the RTL (cycles). Writes ``gls.json``; ``passed`` says it."""
+    if programs < 1 or rows < 1:
+        raise HalutError(f"programs and rows must be >= 1, got {programs} and {rows}")
+    if seed < 0:
+        raise HalutError(f"the seed must be >= 0, got {seed}")
+    check_period(period_ns)
     synth = synthesize(params, run_dir, sources=sources, period_ns=period_ns, reuse=True,
                        breakdown=False)
+    check_netlist_ports(Path(synth.netlist))
     cells = tools.find_osu018("cells")
     gate_sources = [Path(synth.netlist), cells]
     rng = np.random.default_rng(seed)

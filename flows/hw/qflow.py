@@ -25,7 +25,14 @@ from typing import Any
 
 from emulator.params import RtlParams
 from flows import tools
-from flows.hw.common import TOP, params_dict, write_json
+from flows.hw.common import (
+    TOP,
+    check_io_fraction,
+    check_period,
+    check_timeout,
+    params_dict,
+    write_json,
+)
 from flows.hw.sta import DEFAULT_IO_FRACTION, run_sta
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
@@ -151,6 +158,13 @@ def post_route_timing(params: RtlParams, proj: Path, run_dir: Path, *, period_ns
     return out
 
 
+def check_density(density: float | None) -> float | None:
+    """graywolf's ``initial_density`` when None or in [0.05, 1], else a one-line error."""
+    if density is not None and not 0.05 <= density <= 1.0:
+        raise HalutError(f"placement density must be in [0.05, 1], got {density}")
+    return density
+
+
 def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: float = 10.0,
               io_fraction: float = DEFAULT_IO_FRACTION, density: float | None = None,
               timeout: float | None = None) -> dict[str, Any]:
@@ -163,6 +177,10 @@ def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: flo
     density : graywolf's initial density (``project_vars.sh``; lower spreads the cells and
         helps a congested route); qflow's default when None
     """
+    check_period(period_ns)
+    check_io_fraction(io_fraction)
+    check_density(density)
+    check_timeout(timeout)
     qflow = tools.find_qflow()
     tools.find_osu018("lef")
     if not generic.is_file():
@@ -173,8 +191,6 @@ def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: flo
     (proj / "source").mkdir(parents=True)
     shutil.copyfile(generic, proj / "source" / f"{TOP}.v")
     if density is not None:
-        if not 0.05 <= density <= 1.0:
-            raise HalutError(f"placement density must be in [0.05, 1], got {density}")
         atomic_write_text(proj / "project_vars.sh",
                           f"#!/bin/tcsh -f\nset initial_density = {density}\n")
     log = run_dir / "qflow.log"

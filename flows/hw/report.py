@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
-from flows.hw.common import read_json
-from learning.atomic import atomic_write_text
+from learning.atomic import atomic_write_text, writable_target
 from learning.errors import HalutError
 
 KINDS = ("lint", "synth", "sta", "post_route_sta", "pnr", "gls", "sweep")
@@ -78,7 +78,39 @@ def module_chart(modules: list[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def _section(kind: str, data: dict[str, Any], where: str) -> str:
+# the fields each result kind must hold with a given JSON type, when present
+_LISTS = {"lint": ("warnings", "errors"), "synth": ("modules",), "gls": ("cases",),
+          "sweep": ("rows",)}
+_DICTS = {"synth": ("cell_types", "extra"), "sta": ("critical_path", "power_w", "extra"),
+          "post_route_sta": ("critical_path", "power_w", "extra")}
+
+
+def _check_fields(kind: str, data: dict[str, Any], where: str) -> None:
+    """A one-line error naming the first field of ``data`` with the wrong JSON type."""
+    for key in _LISTS.get(kind, ()):
+        v = data.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+            raise HalutError(f"{where} is not a valid {kind} result: {key!r} must be a list "
+                             f"of objects, got {type(v).__name__}")
+    for key in _DICTS.get(kind, ()):
+        v = data.get(key, {})
+        if not isinstance(v, dict):
+            raise HalutError(f"{where} is not a valid {kind} result: {key!r} must be an "
+                             f"object, got {type(v).__name__}")
+    if kind == "synth":
+        for m in data.get("modules", []):
+            if not isinstance(m.get("module"), str) or not _is_number(
+                    m.get("local_area_total")):
+                raise HalutError(f"{where} is not a valid synth result: each module needs a "
+                                 "'module' name and a numeric 'local_area_total'")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _section(kind: str, data: dict[str, Any], where: str, path: Path | None = None) -> str:
+    _check_fields(kind, data, str(path or where))
     out = [f"<h2>{html.escape(kind)} <small><code>{html.escape(where)}</code></small></h2>"]
     if kind == "lint":
         cls = "ok" if data.get("passed") else "bad"
@@ -112,10 +144,28 @@ def _section(kind: str, data: dict[str, Any], where: str) -> str:
     return "\n".join(out)
 
 
+def _read_result(f: Path, where: str) -> dict[str, Any]:
+    """A result file as a JSON object; anything else is a one-line error naming it."""
+    try:
+        data = json.loads(f.read_text())
+    except OSError as exc:
+        raise HalutError(f"cannot read {where}: {exc.strerror}") from None
+    except ValueError:
+        raise HalutError(f"{where} is not valid JSON (a damaged result: delete it or run "
+                         "its command again)") from None
+    if not isinstance(data, dict):
+        raise HalutError(f"{where} is not a halut result (a JSON {type(data).__name__}, not "
+                         "an object)")
+    return data
+
+
 def render(run_dir: Path) -> str:
-    """The HTML page for ``run_dir``."""
-    if not run_dir.is_dir():
+    """The HTML page for ``run_dir``. A result file that is not valid JSON or whose fields
+    have the wrong types is a one-line error naming it (a report must not hide it)."""
+    if not run_dir.exists():
         raise HalutError(f"run directory {run_dir} not found")
+    if not run_dir.is_dir():
+        raise HalutError(f"{run_dir} is not a directory (give the run directory)")
     parts: list[str] = []
     files = sorted(run_dir.rglob("*.json"), key=lambda p: (len(p.parts), str(p)))
     found = 0
@@ -123,11 +173,15 @@ def render(run_dir: Path) -> str:
         kind = f.stem if f.stem in KINDS else ("sweep point" if f.stem == "point" else None)
         if kind is None or "stat_" in f.name:
             continue
-        data = read_json(f)
-        if data is None:
-            continue
+        data = _read_result(f, str(f))
         found += 1
-        parts.append(_section(kind, data, str(f.relative_to(run_dir))))
+        try:
+            parts.append(_section(kind, data, str(f.relative_to(run_dir)), f))
+        except HalutError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise HalutError(f"{f} is not a valid {kind} result ({type(exc).__name__}: "
+                             f"{exc})") from None
     pngs = sorted(run_dir.rglob("*.png"))
     if pngs:
         parts.append("<h2>plots</h2>" + "".join(_img(p.read_bytes(), p.name) for p in pngs))
@@ -140,8 +194,21 @@ def render(run_dir: Path) -> str:
             + "\n".join(parts) + "</body></html>\n")
 
 
+def check_output(path: Path) -> None:
+    """A one-line error when ``path`` cannot be written: a folder on its way is a file, it is
+    itself a folder, or its folder cannot be made."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HalutError(f"cannot write {path}: {parent} is not a directory")
+            break
+    writable_target(path)
+
+
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Render ``run_dir`` into ``out`` (default ``run_dir/report.html``), atomically."""
+    if run_dir.is_dir():  # (render names a missing or wrong run directory first)
+        check_output(out or run_dir / "report.html")
     page = render(run_dir)
     path = out or run_dir / "report.html"
     atomic_write_text(path, page)

@@ -28,7 +28,15 @@ from typing import Any
 
 from emulator.params import RtlParams
 from flows import tools
-from flows.hw.common import DRIVING_CELL, LOAD_PF, TOP, params_dict, write_json
+from flows.hw.common import (
+    DRIVING_CELL,
+    LOAD_PF,
+    TOP,
+    check_io_fraction,
+    check_period,
+    params_dict,
+    write_json,
+)
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
@@ -77,10 +85,8 @@ def sdc_text(period_ns: float, io_fraction: float = DEFAULT_IO_FRACTION,
              clock: str = "clk", driving_cell: str | None = DRIVING_CELL,
              load_pf: float = LOAD_PF) -> str:
     """The project's SDC for ``halut_accel`` at ``period_ns`` (see the module docstring)."""
-    if not period_ns > 0:
-        raise HalutError(f"the clock period must be > 0 ns, got {period_ns}")
-    if not 0 <= io_fraction < 1:
-        raise HalutError(f"the I/O delay fraction must be in [0, 1), got {io_fraction}")
+    check_period(period_ns)
+    check_io_fraction(io_fraction)
     io = period_ns * io_fraction
     lines = [
         f"# halut_accel constraints: clock period {period_ns:g}, I/O delays "
@@ -191,8 +197,12 @@ def run_sta(params: RtlParams, netlist: Path, run_dir: Path, *, period_ns: float
     Writes ``constraint.sdc``, ``<name>.tcl``, ``<name>.log`` and ``<name>.json`` into
     ``run_dir``. ``sdf`` back-annotates wire and cell delays (post-route timing).
     """
+    check_period(period_ns)
+    check_io_fraction(io_fraction)
     sta = tools.find_sta()
     lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
+    if not lib.is_file():
+        raise HalutError(f"Liberty file {lib} not found")
     if not netlist.is_file():
         raise HalutError(f"netlist {netlist} not found (run `halut hw synth` first)")
     run_dir.mkdir(parents=True, exist_ok=True)

