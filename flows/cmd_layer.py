@@ -25,6 +25,7 @@ from flows.cli import emit_json
 from learning.errors import HalutError
 
 LAYER_BACKENDS = ("float", "golden", "rtl", "gpu")
+_POSITIVE = click.IntRange(min=1)
 
 
 def _layer_options(f: Any) -> Any:
@@ -35,15 +36,17 @@ def _layer_options(f: Any) -> Any:
         click.option("--activations", "-a", required=True,
                      type=click.Path(dir_okay=False, path_type=Path),
                      help="Inputs .npy: linear (N, D); conv2d (N, Cin, H, W) or flat."),
-        click.option("--in-channels", type=int, default=None, help="conv2d: input channels."),
-        click.option("--height", type=int, default=None, help="conv2d: input height."),
-        click.option("--width", type=int, default=None, help="conv2d: input width."),
-        click.option("--kernel-size", type=int, default=None,
+        click.option("--in-channels", type=_POSITIVE, default=None,
+                     help="conv2d: input channels."),
+        click.option("--height", type=_POSITIVE, default=None, help="conv2d: input height."),
+        click.option("--width", type=_POSITIVE, default=None, help="conv2d: input width."),
+        click.option("--kernel-size", type=_POSITIVE, default=None,
                      help="conv2d: square kernel (default: from D and the channels)."),
-        click.option("--stride", type=int, default=1, show_default=True),
-        click.option("--padding", type=int, default=0, show_default=True),
-        click.option("--dilation", type=int, default=1, show_default=True),
-        click.option("--row-tile", type=int, default=None,
+        click.option("--stride", type=_POSITIVE, default=1, show_default=True),
+        click.option("--padding", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="conv2d: zero padding, at most dilation*(kernel_size-1)."),
+        click.option("--dilation", type=_POSITIVE, default=1, show_default=True),
+        click.option("--row-tile", type=_POSITIVE, default=None,
                      help="Rows per tile (default 4096)."),
         click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
                      help="rtl: accelerator parameter, e.g. -p M=16 (repeatable)."),
@@ -200,18 +203,23 @@ def register(group: click.Group) -> None:
         bad = [b for b in chosen if b not in LAYER_BACKENDS]
         if bad or not chosen:
             raise HalutError(f"unknown backend(s) {bad}; choose from {', '.join(LAYER_BACKENDS)}")
+        if params and "rtl" not in chosen:
+            raise HalutError(f"-p applies to the rtl backend only (got --backends "
+                             f"{','.join(chosen)})")
         lm, origin = _load(model)
         if lm.weights is None and "float" in chosen:
             chosen.remove("float")
         X, geom = _inputs(lm, layer, activations, in_channels, height, width, kernel_size,
                           stride, padding, dilation)
+        # every backend's options are checked before the first (possibly long) run
+        options = {b: _backend_options(b, lm, params if b == "rtl" else (), None)
+                   for b in chosen}
         runs: dict[str, Any] = {}
         secs: dict[str, float] = {}
         for b in chosen:
-            opts = _backend_options(b, lm, params if b == "rtl" else (), None)
             t0 = time.perf_counter()
             runs[b] = _run(lm, X, geom, b, row_tile=row_tile,
-                           progress=(not as_json) and sys.stderr.isatty(), **opts)
+                           progress=(not as_json) and sys.stderr.isatty(), **options[b])
             secs[b] = time.perf_counter() - t0
         ref = runs.get("float")
         gold = runs.get("golden")
@@ -256,7 +264,8 @@ def register(group: click.Group) -> None:
                   default=Path("demo-out"), show_default=True, help="Output directory.")
     @click.option("--rtl-images", type=int, default=None,
                   help="Test images run on the RTL (default: all).")
-    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Random seed (>= 0).")
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     def demo_cmd(fast: bool, out: Path, rtl_images: int | None, seed: int,
                  as_json: bool) -> None:

@@ -24,7 +24,7 @@ from learning.datasets import nmse
 from learning.errors import HalutError
 from learning.maddness import learn
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
-from learning.validate import as_float_matrix
+from learning.validate import as_float_matrix, as_float_vector
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -39,15 +39,32 @@ def load_npy(path: Path, what: str) -> np.ndarray:
     """One array from a ``.npy`` file (no pickle); a HalutError for missing/corrupt files."""
     if not path.is_file():
         raise HalutError(f"{what} file {str(path)!r} does not exist")
+    where = f"{what} file {str(path)!r}"
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise HalutError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if magic[:2] == b"PK":
+        raise HalutError(f"{where} is an .npz archive (several arrays); give one .npy array")
+    if magic != b"\x93NUMPY":
+        raise HalutError(f"{where} is not a valid .npy array file (no NumPy header)")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise HalutError(f"cannot read {what} file {str(path)!r}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                         ) from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise HalutError(f"{where} holds Python objects, not numbers; halut reads plain "
+                             "numeric .npy arrays only") from None
+        raise HalutError(f"cannot read {where}: {_first_line(exc)}") from None
+    except (OSError, EOFError) as exc:
+        raise HalutError(f"cannot read {where}: {_first_line(exc)}") from None
     if not isinstance(arr, np.ndarray):
-        raise HalutError(f"{what} file {str(path)!r} holds several arrays; give one .npy array")
+        raise HalutError(f"{where} holds several arrays; give one .npy array")
     return arr
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _load_bias(path: Path | None) -> np.ndarray | None:
@@ -86,7 +103,8 @@ def register(group: click.Group) -> None:
                   show_default=True, help="Feature/threshold format of the hardware program.")
     @click.option("--lut-format", type=click.Choice(LUT_FORMATS), default="int8",
                   show_default=True, help="LUT entry format of the hardware program.")
-    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Random seed (>= 0).")
     @_npy_option("--bias", help="(M,) float bias, a .npy file (default zeros).")
     @_npy_option("--output", "-o", required=True,
                  help="Model file to write (.halut), atomically.")
@@ -98,6 +116,8 @@ def register(group: click.Group) -> None:
         A = load_npy(activations, "activations")
         B = load_npy(weights, "weights")
         b = _load_bias(bias)
+        if b is not None and B.ndim == 2:
+            b = as_float_vector(b, "bias", B.shape[1])
         t0 = time.perf_counter()
         model = learn(A, B, C, K, seed=seed, bias=b)
         t_learn = time.perf_counter() - t0
@@ -163,7 +183,7 @@ def register(group: click.Group) -> None:
         if B.shape[0] != m.D:
             raise HalutError(f"weights must have shape ({m.D}, {m.M}), got {B.shape}")
         b = _load_bias(bias)
-        b32 = m.bias if b is None else as_float_matrix(b.reshape(1, -1), "bias", cols=m.M)[0]
+        b32 = m.bias if b is None else as_float_vector(b, "bias", m.M)
         y = (A @ B + b32[None, :]).astype(np.float32)
         program = saved.program if saved.program is not None else quantize(m)
         y_float = m.predict(A)

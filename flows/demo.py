@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,6 +83,9 @@ class DemoConfig:
         for name in ("epochs", "width", "max_rows", "fast_images"):
             if int(getattr(self, name)) < 1:
                 raise HalutError(f"demo {name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
+            raise HalutError(f"demo seed must be an integer >= 0, got {self.seed!r}")
         if self.rtl_images is not None and int(self.rtl_images) < 1:
             raise HalutError(f"demo rtl_images must be >= 1, got {self.rtl_images}")
 
@@ -238,9 +242,27 @@ def _plot(report: DemoReport, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def check_out_dir(out: Path) -> None:
+    """Create the output folder ``out`` and check that files can be written there, or raise
+    one HalutError line (a path through a file, a read-only folder, ...)."""
+    where = f"demo output folder {str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise HalutError(f"{where} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HalutError(f"cannot create {where}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise HalutError(f"cannot write to {where}: {exc.strerror or exc}") from None
+
+
 def run_demo(cfg: DemoConfig) -> DemoReport:
     """The whole demo; writes ``demo.json`` and ``demo.png`` to ``cfg.out``."""
     t_all = time.perf_counter()
+    check_out_dir(cfg.out)  # before minutes of training and runs, not after
     secs: dict[str, float] = {}
     # torch's optimizers import triton; with no GPU the Triton interpreter must be chosen
     # before that first import (emulator.gpu_kernels sets TRITON_INTERPRET when imported)

@@ -8,6 +8,7 @@ but keeps everything in float32.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +114,11 @@ class HalutModel(LutShape):
             object.__setattr__(self, "weights", _float_array(self.weights, "weights", (D, M)))
         if self.counts is not None:
             counts = np.asarray(self.counts)
-            if counts.shape != (C, K) or not np.issubdtype(counts.dtype, np.integer) \
-                    or (counts.size and counts.min() < 0):
+            if counts.shape != (C, K) or not np.issubdtype(counts.dtype, np.integer):
                 raise HalutError(f"model counts must be non-negative integers with shape "
                                  f"({C}, {K}), got {counts.dtype} {counts.shape}")
+            if counts.size and counts.min() < 0:
+                raise HalutError(f"model counts must be non-negative, got {counts.min()}")
             object.__setattr__(self, "counts", _frozen(counts.astype(np.int64)))
         if self.calibration is not None:
             cal = np.asarray(self.calibration)
@@ -125,6 +127,8 @@ class HalutModel(LutShape):
                                  f"got {cal.shape}")
             object.__setattr__(self, "calibration",
                                _float_array(cal, "calibration", tuple(cal.shape)))
+        if not isinstance(self.stats, Mapping):
+            raise HalutError(f"model stats must be a dict, got {type(self.stats).__name__}")
         object.__setattr__(self, "stats", dict(self.stats))
 
     # ---- inference ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 from learning.atomic import atomic_write_with
 from learning.errors import HalutError
 from learning.model import HalutModel
-from learning.program import HardwareProgram, log2_exact
+from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, HardwareProgram, log2_exact
 
 FORMAT_NAME = "halut-model"
 FORMAT_VERSION = 1
@@ -169,7 +169,77 @@ def _read_header(npz: Any, where: str) -> dict[str, Any]:
     for key in ("C", "K", "D", "M", "arrays", "checksum"):
         if key not in header:
             raise HalutError(f"{where}: the header lacks {key!r}")
+    _check_header_types(header, where)
     return header
+
+
+def _kind(x: Any) -> str:
+    """The JSON name of a header value's type, for messages."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "a boolean"
+    if isinstance(x, (int, float)):
+        return "a number"
+    if isinstance(x, str):
+        return "a string"
+    if isinstance(x, list):
+        return "a list"
+    if isinstance(x, dict):
+        return "an object"
+    return type(x).__name__
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_header_types(h: dict[str, Any], where: str) -> None:
+    """Every header field has the JSON type :func:`save_model` writes, or one HalutError
+    naming the file and the field."""
+
+    def bad(field_name: str, want: str, got: Any) -> HalutError:
+        text = json.dumps(got)
+        shown = text if len(text) <= 40 else _kind(got)
+        return HalutError(f"{where}: header field {field_name!r} must be {want}, "
+                          f"got {shown}")
+
+    for key in ("C", "K", "D", "M"):
+        if not _is_int(h[key]) or h[key] < 1:
+            raise bad(key, "a positive integer", h[key])
+    if not isinstance(h["checksum"], str):
+        raise bad("checksum", "a string", h["checksum"])
+    table = h["arrays"]
+    if not isinstance(table, dict):
+        raise bad("arrays", "an object (array name -> dtype and shape)", table)
+    for name, entry in table.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+                and isinstance(entry.get("shape"), list)
+                and all(_is_int(n) for n in entry["shape"])):
+            raise bad(f"arrays.{name}", 'an object {"dtype": string, "shape": [integers]}',
+                      entry)
+    stats = h.get("stats")
+    if stats is not None and not isinstance(stats, dict):
+        raise bad("stats", "an object", stats)
+    created = h.get("created")
+    if created is not None and not isinstance(created, str):
+        raise bad("created", "a string", created)
+    has_program = h.get("has_program", False)
+    if not isinstance(has_program, bool):
+        raise bad("has_program", "true or false", has_program)
+    meta = h.get("program")
+    if not has_program:
+        if meta is not None:
+            raise bad("program", "null when 'has_program' is false", meta)
+        return
+    if not isinstance(meta, dict):
+        raise bad("program", "an object (has_program is true)", meta)
+    for key, choices in (("threshold_format", THRESHOLD_FORMATS), ("lut_format", LUT_FORMATS)):
+        if meta.get(key) not in choices:
+            raise bad(f"program.{key}", "one of " + ", ".join(choices), meta.get(key))
+    s = meta.get("input_scale")
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or s <= 0:
+        raise bad("program.input_scale", "a finite number > 0", s)
 
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:
@@ -204,9 +274,9 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
                 raise HalutError(f"{where} is corrupt: array {name!r} is unreadable "
                                  f"({exc})") from None
     table = header["arrays"]
-    if not isinstance(table, dict) or set(table) != set(arrays):
+    if set(table) != set(arrays):
         raise HalutError(f"{where}: arrays {sorted(arrays)} do not match the header's "
-                         f"{sorted(table) if isinstance(table, dict) else table}")
+                         f"{sorted(table)}")
     cal = arrays.get("model_calibration")
     try:
         expected = _expected(header, None if cal is None or cal.ndim != 3 else cal.shape[0])
@@ -221,33 +291,55 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
         if arr.dtype.str not in dtypes:
             raise HalutError(f"{where}: array {name!r} has dtype {arr.dtype}, expected "
                              f"{' or '.join(sorted(dtypes))}")
-        if list(arr.shape) != table[name].get("shape") or arr.dtype.str != table[name].get(
-                "dtype"):
+        if list(arr.shape) != table[name]["shape"] or arr.dtype.str != table[name]["dtype"]:
             raise HalutError(f"{where}: array {name!r} differs from the header's description")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise HalutError(f"{where}: array {name!r} holds NaN or inf")
     for required in ("model_dims", "model_thresholds", "model_lut", "model_bias"):
         if required not in arrays:
             raise HalutError(f"{where}: array {required!r} is missing")
+    program_arrays = sorted(n for n in arrays if n.startswith("program_"))
+    if not header.get("has_program") and program_arrays:
+        raise HalutError(f"{where}: the header says there is no program, but the file holds "
+                         f"{', '.join(program_arrays)}")
     if checksum(arrays) != header["checksum"]:
         raise HalutError(f"{where} is corrupt: checksum mismatch (the arrays were changed "
                          "after writing)")
-    model = HalutModel(dims=arrays["model_dims"], thresholds=arrays["model_thresholds"],
-                       lut=arrays["model_lut"], bias=arrays["model_bias"], D=int(header["D"]),
-                       weights=arrays.get("model_weights"),
-                       stats=dict(header.get("stats") or {}),
-                       counts=arrays.get("model_counts"), calibration=cal)
+    try:
+        model = HalutModel(dims=arrays["model_dims"], thresholds=arrays["model_thresholds"],
+                           lut=arrays["model_lut"], bias=arrays["model_bias"],
+                           D=int(header["D"]), weights=arrays.get("model_weights"),
+                           stats=dict(header.get("stats") or {}),
+                           counts=arrays.get("model_counts"), calibration=cal)
+    except HalutError as exc:
+        raise HalutError(f"{where}: {exc}") from None
     program = None
     if header.get("has_program"):
-        meta = header.get("program") or {}
+        meta = header["program"]
         try:
             program = HardwareProgram(
                 dims=arrays["program_dims"], thresholds=arrays["program_thresholds"],
                 lut=arrays["program_lut"], scale=arrays["program_scale"],
                 bias=arrays["program_bias"], D=int(header["D"]),
-                threshold_format=str(meta.get("threshold_format")),
-                lut_format=str(meta.get("lut_format")),
-                input_scale=float(meta.get("input_scale", 1.0)))
+                threshold_format=meta["threshold_format"], lut_format=meta["lut_format"],
+                input_scale=float(meta["input_scale"]))
         except KeyError as exc:
             raise HalutError(f"{where}: program array {exc} is missing") from None
+        except HalutError as exc:
+            raise HalutError(f"{where}: {exc}") from None
+        _check_program_matches(model, program, where)
     return SavedModel(model=model, program=program, header=header)
+
+
+def _check_program_matches(model: HalutModel, program: HardwareProgram, where: str) -> None:
+    """The stored program must be the model's: the same split dims, and usable scales."""
+    if not np.array_equal(program.dims, model.dims):
+        c, lvl = (int(i) for i in np.argwhere(program.dims != model.dims)[0])
+        raise HalutError(f"{where} is inconsistent: the program's dims differ from the model's "
+                         f"(codebook {c}, level {lvl}: {int(program.dims[c, lvl])} vs "
+                         f"{int(model.dims[c, lvl])})")
+    zero = np.flatnonzero(program.scale == 0)
+    if zero.size:
+        raise HalutError(f"{where} is inconsistent: the program's output scale is 0 for "
+                         f"{zero.size} of {program.M} columns (first: column {int(zero[0])}); "
+                         "every output would be its bias")

@@ -76,6 +76,11 @@ class Conv2dGeometry:
             if min(pair) < low:
                 raise HalutError(f"{name} must be >= {low}, got {pair}")
             object.__setattr__(self, name, pair)
+        reach = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True))
+        if any(p > r for p, r in zip(self.padding, reach, strict=True)):
+            raise HalutError(f"padding {self.padding} exceeds dilation*(kernel_size-1) = "
+                             f"{reach} (kernel {self.kernel_size}, dilation {self.dilation}): "
+                             "the outer output rows or columns would see only zero padding")
 
     @property
     def patch_size(self) -> int:

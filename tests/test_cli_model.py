@@ -87,8 +87,8 @@ def test_bad_inputs_give_one_line_and_exit_1(files: dict[str, Path], tmp_path: P
         (["-a", tmp_path / "nan.npy", "-w", B, "-C", 4], "NaN"),
         (["-a", tmp_path / "int.npy", "-w", B, "-C", 4], "float array"),
         (["-a", tmp_path / "missing.npy", "-w", B, "-C", 4], "does not exist"),
-        (["-a", tmp_path / "junk.npy", "-w", B, "-C", 4], "cannot read activations"),
-        (["-a", tmp_path / "obj.npy", "-w", B, "-C", 4], "cannot read activations"),
+        (["-a", tmp_path / "junk.npy", "-w", B, "-C", 4], "is not a valid .npy array file"),
+        (["-a", tmp_path / "obj.npy", "-w", B, "-C", 4], "holds Python objects"),
         (["-a", files["A"], "-w", files["A"], "-C", 4], "D=32 rows"),
         (["-a", files["A"], "-w", B, "-C", 4, "-K", 12], "power of two"),
         (["-a", files["A"], "-w", B, "-C", 64], "C <= D"),
@@ -108,3 +108,62 @@ def test_info_and_eval_reject_bad_model_files(files: dict[str, Path], tmp_path: 
         run("learn", "-a", files["A"], "-w", files["B"], "-C", 8, "-o", files["model"])
     assert_one_line_error(run("eval", files["model"], "-a", files["B"], "-w", files["B"]),
                           "columns")
+
+
+def test_messages_for_text_files_big_values_and_bias_vectors(files: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    if not files["model"].exists():
+        run("learn", "-a", files["A"], "-w", files["B"], "-C", 8, "-o", files["model"])
+    (tmp_path / "text.npy").write_text("hello\n")
+    res = run("eval", files["model"], "-a", tmp_path / "text.npy", "-w", files["B"])
+    assert_one_line_error(res, "is not a valid .npy array file")
+    assert "pickle" not in res.stderr
+    np.savez(tmp_path / "two.npz", a=np.zeros(3), b=np.zeros(3))
+    (tmp_path / "two.npy").write_bytes((tmp_path / "two.npz").read_bytes())
+    assert_one_line_error(run("eval", files["model"], "-a", tmp_path / "two.npy", "-w",
+                              files["B"]), "is an .npz archive")
+    # float64 beyond float32's range: one line, no numpy RuntimeWarning on stderr
+    big = np.load(files["At"]).astype(np.float64)
+    big[1, 2] = 1e300
+    np.save(tmp_path / "big.npy", big)
+    res = run("eval", files["model"], "-a", tmp_path / "big.npy", "-w", files["B"])
+    assert_one_line_error(res, "activations hold values outside the float32 range")
+    assert "at row 1, column 2" in res.stderr and "RuntimeWarning" not in res.stderr
+    # a bias of the wrong length is reported with its own shape, NaN by its index
+    np.save(tmp_path / "b5.npy", np.zeros(5, np.float32))
+    bnan = np.zeros(6, np.float32)
+    bnan[3] = np.nan
+    np.save(tmp_path / "bnan.npy", bnan)
+    for cmd in (["eval", files["model"], "-a", files["At"], "-w", files["B"]],
+                ["learn", "-a", files["A"], "-w", files["B"], "-C", 4,
+                 "-o", tmp_path / "o.halut"]):
+        assert_one_line_error(run(*cmd, "--bias", tmp_path / "b5.npy"),
+                              "bias must be a vector of 6 values, got shape (5,)")
+        assert_one_line_error(run(*cmd, "--bias", tmp_path / "bnan.npy"),
+                              "bias holds NaN at index 3")
+    assert not (tmp_path / "o.halut").exists()
+
+
+def test_learn_rejects_a_negative_seed(files: dict[str, Path], tmp_path: Path) -> None:
+    res = run("learn", "-a", files["A"], "-w", files["B"], "-C", 4, "--seed", -1,
+              "-o", tmp_path / "o.halut")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "'--seed': -1 is not in the range x>=0" in res.stderr
+    assert not (tmp_path / "o.halut").exists()
+
+
+def test_info_and_eval_reject_a_bad_header_with_a_valid_checksum(files: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    if not files["model"].exists():
+        run("learn", "-a", files["A"], "-w", files["B"], "-C", 8, "-o", files["model"])
+    with np.load(files["model"], allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "header"}
+        header = json.loads(npz["header"].tobytes().decode())
+    header["stats"] = [1, 2]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    bad = tmp_path / "bad.halut"
+    with open(bad, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    for args in (["info", bad], ["info", bad, "--json"],
+                 ["eval", bad, "-a", files["At"], "-w", files["B"]]):
+        assert_one_line_error(run(*args), "header field 'stats' must be an object")

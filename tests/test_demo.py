@@ -42,3 +42,29 @@ def test_demo_rejects_bad_settings(tmp_path: Path) -> None:
                                     "0"])
     assert res.exit_code == 1
     assert "rtl_images must be >= 1" in res.output
+
+
+def test_demo_rejects_a_negative_seed_and_an_unwritable_out_before_any_work(
+        tmp_path: Path) -> None:
+    import time
+
+    from flows.demo import DemoConfig, check_out_dir
+    from learning.errors import HalutError
+
+    res = CliRunner().invoke(main, ["demo", "--fast", "--seed", "-1", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "'--seed': -1 is not in the range x>=0" in res.output
+    with pytest.raises(HalutError, match="seed must be an integer >= 0"):
+        DemoConfig(seed=-1)
+    (tmp_path / "file").write_text("x")
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(main, ["demo", "--fast", "--rtl-images", "1", "--out",
+                                    str(tmp_path / "file" / "d")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cannot create demo output folder {str(tmp_path / 'file' / 'd')!r}: "), lines
+    assert time.perf_counter() - t0 < 30  # refused up front, not after training and runs
+    with pytest.raises(HalutError, match="is a file, not a folder"):
+        check_out_dir(tmp_path / "file")
+    check_out_dir(tmp_path / "new" / "deep")
+    assert (tmp_path / "new" / "deep").is_dir()

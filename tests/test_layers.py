@@ -198,3 +198,117 @@ def test_bad_layer_inputs_raise_one_clear_error() -> None:
         Conv2dGeometry.make(2, 3, stride=0)
     with pytest.raises(HalutError, match="weights have shape"):
         LayerModel(program=layer.program, weights=np.zeros((5, 5), np.float32))
+
+
+def test_geometry_refuses_padding_beyond_the_dilated_kernel() -> None:
+    Conv2dGeometry.make(2, 3, padding=2)  # dilation*(k-1) = 2: the last allowed padding
+    Conv2dGeometry.make(2, 3, padding=4, dilation=2)
+    with pytest.raises(HalutError, match=r"padding \(3, 3\) exceeds dilation\*\(kernel_size-1\)"
+                                         r" = \(2, 2\).*only zero padding"):
+        Conv2dGeometry.make(2, 3, padding=3)
+    with pytest.raises(HalutError, match="padding"):
+        Conv2dGeometry.make(2, 1, padding=1)  # a 1x1 kernel takes no padding
+    with pytest.raises(HalutError, match="padding must be >= 0"):
+        Conv2dGeometry.make(2, 3, padding=-1)
+
+
+def test_float64_beyond_float32_range_is_one_error_without_warnings() -> None:
+    import warnings
+
+    from learning.validate import as_float_matrix, as_float_vector
+
+    A = np.zeros((3, 4))
+    A[2, 1] = -1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would fail here
+        with pytest.raises(HalutError, match=r"outside the float32 range .* at row 2, column 1"):
+            as_float_matrix(A, "activations")
+        A[2, 1] = np.inf
+        with pytest.raises(HalutError, match="activations hold inf at row 2, column 1"):
+            as_float_matrix(A, "activations")
+        with pytest.raises(HalutError, match="bias holds values outside the float32 range"):
+            as_float_vector(np.array([0.0, 1e39]), "bias", 2)
+        with pytest.raises(HalutError, match="bias holds NaN at index 1"):
+            as_float_vector(np.array([0.0, np.nan]), "bias", 2)
+        with pytest.raises(HalutError, match=r"a vector of 3 values, got shape \(2,\)"):
+            as_float_vector(np.zeros(2), "bias", 3)
+        big32 = np.float64(np.finfo(np.float32).max)
+        np.testing.assert_array_equal(as_float_matrix(np.array([[big32]]), "a"),
+                                      np.array([[big32]], np.float32))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from learning import learn, quantize, save_model
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((300, 16)).astype(np.float32)
+    B = rng.standard_normal((16, 8)).astype(np.float32)
+    model = learn(A, B, 4, 4)
+    return save_model(tmp_path_factory.mktemp("layers") / "m.halut", model, quantize(model))
+
+
+def _cli(*args: object) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in res.output
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_cli_conv2d_geometry_is_checked_before_any_work(model_file: Path,
+                                                        tmp_path: Path) -> None:
+    X = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    conv = ["emulate", model_file, "--layer", "conv2d", "-a", tmp_path / "X.npy"]
+    flat = ["--in-channels", 1, "--height", 8, "--width", 8]
+    for opt, value in (("--in-channels", -1), ("--height", -8), ("--width", 0),
+                       ("--kernel-size", 0), ("--stride", 0), ("--dilation", 0),
+                       ("--padding", -1), ("--row-tile", 0)):
+        args = [*conv, *flat, opt, value]
+        code, _, err = _cli(*args)
+        assert code == 2 and f"Invalid value for '{opt}'" in err, (opt, err)
+    # the model's D = 16 with one channel: a 4x4 kernel; padding 4 > 1*(4-1)
+    code, _, err = _cli(*conv, *flat, "--padding", 100000)
+    assert code == 1 and err.startswith("error: padding (100000, 100000) exceeds")
+    assert len(err.strip().splitlines()) == 1 and "only zero padding" in err
+    code, out, err = _cli(*conv, *flat, "--padding", 3)
+    assert code == 0, err
+    assert "(3, 1, 8, 8) -> (3, 8, 11, 11)" in out
+
+
+def test_cli_p_applies_to_rtl_only_in_compare(model_file: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "A.npy", np.zeros((4, 16), np.float32))
+    for backends in ("golden", "float,golden,gpu"):
+        code, _, err = _cli("compare", model_file, "-a", tmp_path / "A.npy", "--backends",
+                            backends, "-p", "M=2")
+        assert code == 1 and err.strip() == (f"error: -p applies to the rtl backend only "
+                                             f"(got --backends {backends})"), err
+    code, _, err = _cli("emulate", model_file, "-a", tmp_path / "A.npy", "-b", "golden",
+                        "-p", "M=2")
+    assert code == 1 and "apply to the rtl backend only" in err
+
+
+def test_cli_layer_commands_reject_bad_model_headers_and_big_values(model_file: Path,
+                                                                   tmp_path: Path) -> None:
+    import json
+
+    big = np.zeros((4, 16))
+    big[0, 5] = 1e300
+    np.save(tmp_path / "big.npy", big)
+    for cmd in ("emulate", "compare"):
+        code, _, err = _cli(cmd, model_file, "-a", tmp_path / "big.npy")
+        assert code == 1 and "outside the float32 range" in err and "Warning" not in err, err
+    with np.load(model_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays["header"].tobytes().decode())
+    header["program"]["input_scale"] = None
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    bad = tmp_path / "bad.halut"
+    with open(bad, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    for cmd in ("emulate", "compare"):
+        code, _, err = _cli(cmd, bad, "-a", tmp_path / "big.npy")
+        assert code == 1 and "header field 'program.input_scale'" in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -165,3 +166,104 @@ def test_save_rejects_a_program_of_another_shape(tmp_path: Path, model: HalutMod
     with pytest.raises(HalutError, match="does not match"):
         save_model(tmp_path / "m.halut", model, other)
     assert not (tmp_path / "m.halut").exists()
+
+
+def _program_file(tmp_path: Path, model: HalutModel) -> Path:
+    return save_model(tmp_path / "m.halut", model, quantize(model))
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda h: h.update(stats=[1, 2]), "header field 'stats' must be an object, got [1, 2]"),
+    (lambda h: h.update(stats="x"), "header field 'stats' must be an object"),
+    (lambda h: h.update(program=[1, 2]), "header field 'program' must be an object"),
+    (lambda h: h["program"].update(input_scale=None),
+     "header field 'program.input_scale' must be a finite number > 0, got null"),
+    (lambda h: h["program"].update(input_scale="abc"), "'program.input_scale'"),
+    (lambda h: h["program"].update(threshold_format="int4"),
+     "'program.threshold_format' must be one of fp16, int8"),
+    (lambda h: h["program"].update(lut_format=7), "'program.lut_format'"),
+    (lambda h: h.update(arrays={k: "x" for k in h["arrays"]}), "header field 'arrays."),
+    (lambda h: h.update(arrays=None), "header field 'arrays' must be an object"),
+    (lambda h: h.update(K=4.0), "header field 'K' must be a positive integer"),
+    (lambda h: h.update(D=None), "header field 'D'"),
+    (lambda h: h.update(checksum=5), "header field 'checksum' must be a string"),
+    (lambda h: h.update(has_program="yes"), "header field 'has_program'"),
+])
+def test_bad_header_fields_with_a_valid_checksum_name_the_file_and_field(
+        tmp_path: Path, model: HalutModel, change: object, match: str) -> None:
+    path = _program_file(tmp_path, model)
+    arrays, header = arrays_and_header(path)
+    change(header)  # type: ignore[operator]
+    write_raw(path, arrays, header)  # the arrays, and so the checksum, are unchanged
+    with pytest.raises(HalutError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert msg.startswith(f"model file {str(path)!r}") and match in msg, msg
+    assert "\n" not in msg
+
+
+def _rewrite_arrays(path: Path, change: object) -> None:
+    """Change the arrays and write them back with a recomputed (valid) checksum."""
+    arrays, header = arrays_and_header(path)
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    change(arrays)  # type: ignore[operator]
+    del header["arrays"], header["checksum"]
+    modelfile.write_archive(path, arrays, header)
+
+
+def test_inconsistent_program_arrays_with_a_valid_checksum_are_rejected(
+        tmp_path: Path, model: HalutModel) -> None:
+    path = _program_file(tmp_path, model)
+
+    def zero_scale(a: dict[str, np.ndarray]) -> None:
+        a["program_scale"][:] = 0
+
+    _rewrite_arrays(path, zero_scale)
+    with pytest.raises(HalutError, match=r"inconsistent: the program's output scale is 0 for "
+                                         r"4 of 4 columns"):
+        load_model(path)
+
+    path = _program_file(tmp_path, model)
+
+    def other_dims(a: dict[str, np.ndarray]) -> None:
+        a["program_dims"][0, 0] = (a["program_dims"][0, 0] + 1) % 32
+
+    _rewrite_arrays(path, other_dims)
+    with pytest.raises(HalutError, match="inconsistent: the program's dims differ from the "
+                                         "model's"):
+        load_model(path)
+
+    path = _program_file(tmp_path, model)
+
+    def negative_scale(a: dict[str, np.ndarray]) -> None:
+        a["program_scale"][:] = -a["program_scale"]
+
+    _rewrite_arrays(path, negative_scale)  # a negative scale is fine: y = acc * s + b
+    saved = load_model(path)
+    assert saved.program is not None and np.all(saved.program.scale < 0)
+
+
+def test_program_errors_name_the_file(tmp_path: Path, model: HalutModel) -> None:
+    path = _program_file(tmp_path, model)
+    arrays, header = arrays_and_header(path)
+    header["program"]["lut_format"] = "fp16"  # type: ignore[index]  # arrays hold int8
+    write_raw(path, arrays, header)
+    with pytest.raises(HalutError, match=re.escape(f"model file {str(path)!r}: lut dtype "
+                                                   "must be float16")):
+        load_model(path)
+
+
+def test_program_arrays_without_has_program_are_rejected(tmp_path: Path,
+                                                         model: HalutModel) -> None:
+    path = _program_file(tmp_path, model)
+    arrays, header = arrays_and_header(path)
+    header["has_program"], header["program"] = False, None
+    write_raw(path, arrays, header)
+    with pytest.raises(HalutError, match="no program, but the file holds program_bias"):
+        load_model(path)
+
+
+def test_model_stats_must_be_a_dict(model: HalutModel) -> None:
+    with pytest.raises(HalutError, match="stats must be a dict, got str"):
+        HalutModel(dims=model.dims, thresholds=model.thresholds, lut=model.lut,
+                   bias=model.bias, D=model.D, stats="x")  # type: ignore[arg-type]
