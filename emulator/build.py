@@ -192,7 +192,8 @@ def cached_build(key: str, product: str, builder: Callable[[Path], None],
         try:
             builder(tmp)
             if not (tmp / product).exists():
-                raise HalutError(f"build finished but {product} is missing [see {tmp}]")
+                raise HalutError(f"build finished but {product} is missing "
+                                 f"[full log: {tmp / 'build.log'}]")
             seconds = time.perf_counter() - t0
             done = dict(info, key=key, seconds=round(seconds, 3), built=time.time())
             (tmp / _DONE).write_text(json.dumps(done, indent=2, default=str))
@@ -205,7 +206,7 @@ def cached_build(key: str, product: str, builder: Callable[[Path], None],
             message = str(exc)
             if log.is_file():
                 shutil.move(log, kept)
-                message = message.replace(str(log), str(kept)).replace(str(tmp), str(kept))
+                message = message.replace(str(log), str(kept))
             shutil.rmtree(tmp, ignore_errors=True)
             raise HalutError(message) from None
         except BaseException:
