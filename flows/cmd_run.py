@@ -20,6 +20,7 @@ from emulator.harness import check_writable
 from emulator.params import RtlParams, parse_assignments
 from emulator.run import BACKENDS, RunResult, run_program
 from flows.cli import emit_json
+from flows.cmd_model import load_npy
 from learning import load_model, quantize
 from learning.atomic import atomic_save_npy
 from learning.errors import HalutError
@@ -34,16 +35,6 @@ def load_program(path: Path) -> tuple[HardwareProgram, str]:
         return saved.program, "stored"
     return (quantize(saved.model, threshold_format="fp16", lut_format="int8"),
             "quantized on load (fp16 thresholds, int8 LUT)")
-
-
-def load_activations(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise HalutError(f"cannot read activations {path}: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise HalutError(f"{path} holds several arrays; give one (N, D) .npy matrix")
-    return arr
 
 
 def cycle_table(result: RunResult) -> str:
@@ -80,7 +71,8 @@ def register(group: click.Group) -> None:
                   help="rtl: probability that the host offers no beat in a cycle.")
     @click.option("--backpressure", type=float, default=None,
                   help="rtl: probability that the host refuses a result in a cycle.")
-    @click.option("--seed", type=int, default=None, help="rtl: seed of bubbles/back-pressure.")
+    @click.option("--seed", type=click.IntRange(min=0), default=None,
+                  help="rtl: seed of bubbles/back-pressure.")
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                   default=None, help="Write the (N, M) float32 outputs here (.npy).")
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -106,7 +98,7 @@ def register(group: click.Group) -> None:
         if out_file is not None and out_file == vcd_file:
             raise HalutError(f"--output and --vcd name the same file {output}")
         program, origin = load_program(model)
-        A = load_activations(activations)
+        A = load_npy(activations, "activations")
         options: dict[str, Any] = {}
         if backend == "rtl":
             base = RtlParams.for_program(program)
