@@ -5,7 +5,7 @@ buffers, so a whole tile runs without one Python call per cycle.
 ABI (all ``extern "C"``; see harness.cpp for the cycle protocol)::
 
     void*   hx_create(const char* trace_path_or_NULL)
-    void    hx_destroy(void*)
+    int     hx_destroy(void*)    /* 0, or -1 when writing the waveform failed */
     void    hx_reset(void*, int cycles)
     int64_t hx_config(void*, const uint32_t* addr, const uint16_t* data, int64_t n)
     int     hx_stream(void*, const uint32_t* beats, int64_t n_beats, int in_words,
@@ -237,6 +237,7 @@ class BatchSim:
         lib.hx_create.restype = ctypes.c_void_p
         lib.hx_create.argtypes = [ctypes.c_char_p]
         lib.hx_destroy.argtypes = [ctypes.c_void_p]
+        lib.hx_destroy.restype = ctypes.c_int
         lib.hx_reset.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.hx_config.restype = ctypes.c_int64
         lib.hx_config.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32),
@@ -316,11 +317,16 @@ class BatchSim:
     def close(self, *, keep: bool = True) -> None:
         """Finish the run: close the trace and, with ``keep``, rename it over the waveform
         path (HalutError when the simulator wrote nothing); without, remove it."""
+        written = True
         if self._sim is not None:
-            self._lib.hx_destroy(self._sim)
+            written = self._lib.hx_destroy(self._sim) == 0
             self._sim = None
         trace, self._trace = self._trace, None
         if trace is not None:
+            if not written:
+                trace.discard()
+                raise HalutError(f"writing the waveform {trace.target} failed (is the disk "
+                                 f"full?); no waveform was kept")
             if keep:
                 trace.commit()
             else:
@@ -333,4 +339,5 @@ class BatchSim:
         self.close(keep=exc_type is None)
 
     def __del__(self) -> None:
-        self.close(keep=False)  # never closed: not a finished run
+        with contextlib.suppress(HalutError):
+            self.close(keep=False)  # never closed: not a finished run

@@ -423,3 +423,39 @@ def test_existing_waveform_survives_a_failed_run_and_a_finished_one_replaces_it(
         assert target.read_bytes().startswith(b"$version")  # the new, whole waveform
         assert target.stat().st_mode & 0o777 == 0o640  # the old file's permissions
         assert sorted(folder.iterdir()) == [target]
+
+
+FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from emulator.params import RtlParams
+from emulator.rtl import run_rtl
+from emulator.vectors import random_activations, random_program
+from learning.errors import HalutError
+prog = random_program(np.random.default_rng(1), C=3, K=4, M=8, D=6)
+A = random_activations(np.random.default_rng(2), prog, 400)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+try:
+    run_rtl(prog, A, params=RtlParams.for_program(prog, M=8), vcd=sys.argv[1])
+except HalutError as exc:
+    print(exc)
+"""
+
+
+def test_a_waveform_that_cannot_be_written_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """A failed VCD write (a full disk; here a file-size limit) used to deadlock inside
+    Verilator's fatal-error handler; the harness now finishes the run and reports it."""
+    import subprocess
+    import sys
+
+    program = random_program(np.random.default_rng(1), C=3, K=4, M=8, D=6)
+    A = random_activations(np.random.default_rng(2), program, 2)
+    run_rtl(program, A, params=RtlParams.for_program(program, M=8), vcd=tmp_path / "warm.vcd")
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path / "big.vcd")],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "writing the waveform" in out.stdout and "failed" in out.stdout
+    assert not (tmp_path / "big.vcd").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["warm.vcd"]  # no temporary left
