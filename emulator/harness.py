@@ -28,13 +28,12 @@ import contextlib
 import ctypes
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from learning.atomic import writable_target
+from learning.atomic import check_writable, temp_beside
 from learning.errors import HalutError
 
 M64 = (1 << 64) - 1
@@ -111,39 +110,6 @@ class StreamCounts:
     cycles: int
 
 
-def _temp_beside(target: Path) -> str:
-    """A new empty file beside ``target`` (``.NAME.XXXX.tmp``); OSError when none can be made."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp",
-                               dir=target.parent)
-    os.close(fd)
-    return tmp
-
-
-def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
-    """The file a write to ``path`` will replace (symlinks followed, missing folders made),
-    after proving that a file can be created beside it: a temporary file is created there
-    and removed again (permission bits say nothing for root, or on a read-only mount).
-
-    Raises a one-line :class:`HalutError` naming ``what`` ("waveform", "output") when the
-    path cannot be written, so that callers can check before a long run starts."""
-    label = f"{what} {path}" if what else str(path)
-    for folder in Path(os.path.abspath(path)).parents:  # the nearest existing folder
-        if os.path.lexists(folder):
-            if not folder.is_dir():
-                raise HalutError(f"cannot write {label}: {folder} is not a folder")
-            break
-    try:
-        target = writable_target(path)
-    except HalutError as exc:
-        raise HalutError(str(exc).replace(f"cannot write {path}", f"cannot write {label}", 1)
-                         ) from None
-    try:
-        os.unlink(_temp_beside(target))
-    except OSError as exc:
-        raise HalutError(f"cannot write {label}: {exc.strerror} ({target.parent})") from None
-    return target
-
-
 class TraceFile:
     """A waveform written to a temporary file beside ``path`` and renamed over ``path`` only
     when the simulator has closed it (:meth:`commit`), so that a failed or aborted run never
@@ -156,7 +122,7 @@ class TraceFile:
         self.path = Path(path)
         self.target = check_writable(path, "waveform")
         try:
-            self.temp = Path(_temp_beside(self.target))
+            self.temp = Path(temp_beside(self.target))
         except OSError as exc:
             raise HalutError(f"cannot write waveform {path}: {exc.strerror} "
                              f"({self.target.parent})") from None

@@ -19,9 +19,10 @@ import numpy as np
 from emulator import golden
 from emulator.build import BuildResult, build_harness, build_pyverilator, resolve_sources
 from emulator.cycles import CycleReport
-from emulator.harness import BatchSim, Handshake, StreamCounts, check_writable, rng_state
+from emulator.harness import BatchSim, Handshake, StreamCounts, rng_state
 from emulator.params import RtlParams
 from emulator.run import RunResult
+from learning.atomic import check_writable
 from learning.errors import HalutError
 from learning.program import HardwareProgram
 

@@ -16,13 +16,12 @@ from typing import Any
 import click
 import numpy as np
 
-from emulator.harness import check_writable
 from emulator.params import RtlParams, parse_assignments
 from emulator.run import BACKENDS, RunResult, run_program
 from flows.cli import emit_json
 from flows.cmd_model import load_npy
 from learning import load_model, quantize
-from learning.atomic import atomic_save_npy
+from learning.atomic import atomic_save_npy, check_writable
 from learning.errors import HalutError
 from learning.program import HardwareProgram
 

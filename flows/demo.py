@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 import emulator.layers  # noqa: F401  (registers the golden/rtl/gpu backends)
 from emulator.cycles import CycleReport
-from learning.atomic import atomic_write_bytes, atomic_write_text
+from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.datasets import nmse
 from learning.errors import HalutError
 from learning.torch_modules import HalutConv2d, HalutLinear, replace_layers
@@ -245,18 +244,9 @@ def _plot(report: DemoReport, path: Path) -> None:
 def check_out_dir(out: Path) -> None:
     """Create the output folder ``out`` and check that files can be written there, or raise
     one HalutError line (a path through a file, a read-only folder, ...)."""
-    where = f"demo output folder {str(out)!r}"
     if out.exists() and not out.is_dir():
-        raise HalutError(f"{where} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HalutError(f"cannot create {where}: {exc.strerror or exc}") from None
-    try:
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise HalutError(f"cannot write to {where}: {exc.strerror or exc}") from None
+        raise HalutError(f"demo output folder {str(out)!r} is a file, not a folder")
+    check_writable(out / "demo.json", "demo output")
 
 
 def run_demo(cfg: DemoConfig) -> DemoReport:

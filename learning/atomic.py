@@ -24,21 +24,46 @@ def _umask() -> int:
     return mask
 
 
-def writable_target(path: str | os.PathLike[str]) -> Path:
-    """The file a write to ``path`` must replace: symlinks followed, the folder created.
+def writable_target(path: str | os.PathLike[str], what: str = "") -> Path:
+    """The file a write to ``path`` must replace: symlinks followed, missing folders made.
 
-    Raises a one-line :class:`HalutError` when ``path`` names something that is not a
-    regular file (a folder, a device such as /dev/null, a FIFO) or its folder cannot be
-    made; callers use it to check an output path before long work starts."""
+    Raises a one-line :class:`HalutError` naming ``what`` ("waveform", "output", ...) when a
+    folder on the way is a file, ``path`` is not a regular file (a folder, a device such as
+    /dev/null, a FIFO) or its folder cannot be made."""
+    label = f"{what} {path}" if what else str(path)
+    for folder in Path(os.path.abspath(path)).parents:  # the nearest existing folder
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                raise HalutError(f"cannot write {label}: {folder} is not a folder")
+            break
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file():
-        raise HalutError(f"cannot write {path}: not a regular file")
+        raise HalutError(f"cannot write {label}: not a regular file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise HalutError(f"cannot write {path}: {exc.strerror} ({target.parent})") from None
-    if not target.parent.is_dir():
-        raise HalutError(f"cannot write {path}: {target.parent} is not a folder")
+        raise HalutError(f"cannot write {label}: {exc.strerror} ({target.parent})") from None
+    return target
+
+
+def temp_beside(target: Path) -> str:
+    """A new empty file beside ``target`` (``.NAME.XXXX.tmp``); OSError when none can be made."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp",
+                               dir=target.parent)
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
+    """:func:`writable_target`, after proving that a file can be created beside it (one is
+    created and removed: permission bits say nothing for root, or on a read-only mount).
+    Callers use it to check an output path before a long run starts."""
+    target = writable_target(path, what)
+    try:
+        os.unlink(temp_beside(target))
+    except OSError as exc:
+        label = f"{what} {path}" if what else str(path)
+        raise HalutError(f"cannot write {label}: {exc.strerror} ({target.parent})") from None
     return target
 
 
@@ -50,7 +75,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     the old file's permissions, or the usual ones for the umask."""
     target = writable_target(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp",
+                                   dir=target.parent)
     except OSError as exc:
         raise HalutError(f"cannot write {path}: {exc.strerror}") from None
     try:

@@ -62,7 +62,8 @@ def test_demo_rejects_a_negative_seed_and_an_unwritable_out_before_any_work(
     assert res.exit_code == 1 and "Traceback" not in res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        f"error: cannot create demo output folder {str(tmp_path / 'file' / 'd')!r}: "), lines
+        f"error: cannot write demo output {tmp_path / 'file' / 'd' / 'demo.json'}: "
+        f"{tmp_path / 'file'} is not a folder"), lines
     assert time.perf_counter() - t0 < 30  # refused up front, not after training and runs
     with pytest.raises(HalutError, match="is a file, not a folder"):
         check_out_dir(tmp_path / "file")

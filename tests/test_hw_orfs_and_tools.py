@@ -450,6 +450,6 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
     (good / "lint.json").write_text(json.dumps({"passed": True, "warnings": [],
                                                 "errors": []}))
     _one_line_error(["hw", "report", str(good), "-o", str(a_file / "r.html")],
-                    f"cannot write {a_file / 'r.html'}: {a_file} is not a directory")
+                    f"cannot write report {a_file / 'r.html'}: {a_file} is not a folder")
     r = CliRunner().invoke(main, ["hw", "report", str(good), "-o", str(tmp_path / "r.html")])
     assert r.exit_code == 0 and (tmp_path / "r.html").is_file()

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from learning.atomic import atomic_write_text, writable_target
+from learning.atomic import atomic_write_text, check_writable
 from learning.errors import HalutError
 
 KINDS = ("lint", "synth", "sta", "post_route_sta", "pnr", "gls", "sweep")
@@ -194,21 +194,10 @@ def render(run_dir: Path) -> str:
             + "\n".join(parts) + "</body></html>\n")
 
 
-def check_output(path: Path) -> None:
-    """A one-line error when ``path`` cannot be written: a folder on its way is a file, it is
-    itself a folder, or its folder cannot be made."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise HalutError(f"cannot write {path}: {parent} is not a directory")
-            break
-    writable_target(path)
-
-
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Render ``run_dir`` into ``out`` (default ``run_dir/report.html``), atomically."""
     if run_dir.is_dir():  # (render names a missing or wrong run directory first)
-        check_output(out or run_dir / "report.html")
+        check_writable(out or run_dir / "report.html", "report")
     page = render(run_dir)
     path = out or run_dir / "report.html"
     atomic_write_text(path, page)
