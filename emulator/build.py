@@ -38,6 +38,7 @@ from learning.errors import HalutError
 
 TOP = "halut_accel"
 HARNESS_CPP = Path(__file__).resolve().parent / "harness.cpp"
+VCD_FILE_H = Path(__file__).resolve().parent / "halut_vcd_file.h"  # included by both drivers
 HARNESS_LIB = "libhalut_harness.so"
 # C++ optimisation of the model (measured, docs/emulator.md): -O2 runs ~1.8x faster than
 # Verilator's default -Os at about the same compile time; -O3 is no faster than -O2.
@@ -250,11 +251,12 @@ def build_harness(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
         flags.append("--trace")
     elif kind == "fst":
         flags += ["--trace-fst", "-LDFLAGS", "-lz -llz4"]
-    harness_src = HARNESS_CPP.read_bytes()
-    key = cache_key("harness", params, files, flags, [harness_src])
+    key = cache_key("harness", params, files, flags,
+                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()])
 
     def builder(tmp: Path) -> None:
         shutil.copy(HARNESS_CPP, tmp / "harness.cpp")
+        shutil.copy(VCD_FILE_H, tmp / VCD_FILE_H.name)
         cmd = [str(v.executable), "--cc", "--exe", "--build", "--build-jobs", str(jobs),
                "-Mdir", str(tmp / "obj"), "-o", str(tmp / HARNESS_LIB), *flags,
                *[str(f) for f in files], str(tmp / "harness.cpp")]
@@ -283,7 +285,8 @@ def build_pyverilator(params: RtlParams, *,
 
     wrapper_src = Path(vc.__file__).read_bytes() + Path(pyverilator.__file__).read_bytes()
     key = cache_key("pyverilator", params, files, [*flags, *make_vars, f"fst={trace_fst}"],
-                    [wrapper_src, _OWN_CONTEXT.encode()])
+                    [wrapper_src, _OWN_CONTEXT.encode(), VCD_FILE_H.read_bytes(),
+                     _VCD_TYPE.encode(), _TRACE_FAILED.encode()])
     product = f"obj/V{TOP}"
 
     def builder(tmp: Path) -> None:
@@ -309,7 +312,8 @@ def build_pyverilator(params: RtlParams, *,
                 except subprocess.CalledProcessError as exc:
                     raise HalutError(f"Verilator failed for the cycle driver (exit "
                                      f"{exc.returncode}) [log: {log}]") from None
-        _own_context(obj / "pyverilator_wrapper.cpp")
+        _patch_wrapper(obj / "pyverilator_wrapper.cpp")
+        shutil.copy(VCD_FILE_H, obj / VCD_FILE_H.name)
         _run(["make", f"-j{jobs}", "-C", str(obj), "-f", f"V{TOP}.mk", "LDFLAGS=-fPIC -shared",
               *make_vars], tmp, tmp / "build.log", env)
 
@@ -321,6 +325,31 @@ def build_pyverilator(params: RtlParams, *,
 _CONSTRUCT = f"V{TOP}* top = new V{TOP}();"
 _OWN_CONTEXT = ("main_time = 0; VerilatedContext* ctx = new VerilatedContext; "
                 f"ctx->traceEverOn(true); V{TOP}* top = new V{TOP}(ctx);")
+
+
+_VCD_TYPE = "#define DUMP_TYPE VerilatedVcdC"
+_HALUT_VCD_TYPE = '#include "halut_vcd_file.h"\n#define DUMP_TYPE HalutVcdC'
+_TRACE_FAILED = """
+// halut: 1 when writing the waveform failed (emulator/halut_vcd_file.h), else 0
+#if VM_TRACE && !defined(DUMP_FST)
+extern "C" int halut_trace_failed(HalutVcdC* tfp) { return tfp->failed() ? 1 : 0; }
+#else
+extern "C" int halut_trace_failed(void*) { return 0; }
+#endif
+"""
+
+
+def _patch_wrapper(wrapper: Path) -> None:
+    """pyverilator's generated wrapper, made fit for several models and for a full disk:
+    every model its own VerilatedContext (:func:`_own_context`), and VCD traces written by
+    :file:`emulator/halut_vcd_file.h`'s writer, whose failure ``halut_trace_failed(tfp)``
+    reports instead of hanging in Verilator's fatal-error handler."""
+    _own_context(wrapper)
+    text = wrapper.read_text()
+    if text.count(_VCD_TYPE) != 1:
+        raise HalutError(f"pyverilator's wrapper {wrapper} has no `{_VCD_TYPE}` to patch: "
+                         f"is pyverilator-mm 0.7.6 installed?")
+    wrapper.write_text(text.replace(_VCD_TYPE, _HALUT_VCD_TYPE) + _TRACE_FAILED)
 
 
 def _own_context(wrapper: Path) -> None:
@@ -347,10 +376,12 @@ def build_ceiling(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
     files = resolve_sources(sources)
     v = find_verilator()
     flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-DHX_MAIN", *verilator_args(params, files)]
-    key = cache_key("ceiling", params, files, flags, [HARNESS_CPP.read_bytes()])
+    key = cache_key("ceiling", params, files, flags,
+                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()])
 
     def builder(tmp: Path) -> None:
         shutil.copy(HARNESS_CPP, tmp / "harness.cpp")
+        shutil.copy(VCD_FILE_H, tmp / VCD_FILE_H.name)
         cmd = [str(v.executable), "--cc", "--exe", "--build", "--build-jobs", str(jobs),
                "-Mdir", str(tmp / "obj"), "-o", str(tmp / "ceiling"), *flags,
                *[str(f) for f in files], str(tmp / "harness.cpp")]

@@ -240,6 +240,7 @@ class CycleSim:
         """Finish the run: close the waveform and, with ``keep``, rename it over the trace
         path (HalutError when nothing was written); without, remove it."""
         trace_file, self._trace_file = self._trace_file, None
+        written = True
         if self._trace is not None:
             handle, dump = self._trace, self._dump
             self._trace = self._dump = None
@@ -249,11 +250,19 @@ class CycleSim:
                 stop = self._pv.lib.stop_vcd_trace
                 stop.argtypes = [ctypes.c_void_p]
                 stop(handle)
+                failed = self._pv.lib.halut_trace_failed  # build_pyverilator's patch
+                failed.argtypes = [ctypes.c_void_p]
+                failed.restype = ctypes.c_int
+                written = failed(handle) == 0
             except BaseException:
                 if trace_file is not None:
                     trace_file.discard()
                 raise
         if trace_file is not None:
+            if not written:
+                trace_file.discard()
+                raise HalutError(f"writing the waveform {trace_file.target} failed (is the "
+                                 f"disk full?); no waveform was kept")
             if keep:
                 trace_file.commit()
             else:

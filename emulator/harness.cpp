@@ -42,32 +42,8 @@ void Vhalut_accel___024root___eval(Vhalut_accel___024root* vlSelf);
 #include "verilated_fst_c.h"
 typedef VerilatedFstC HxTrace;
 #else
-#include <cerrno>
-
-#include "verilated_vcd_c.h"
-typedef VerilatedVcdC HxTrace;
-
-// The VCD writer's file. Verilator's own one reports a failed write (a full disk) with
-// VL_FATAL, whose flush callback re-locks the trace's mutex: the process deadlocked. This
-// one remembers the failure, drops the rest of the waveform and lets the run finish;
-// hx_destroy() then reports it and Python raises a one-line error.
-class HxVcdFile final : public VerilatedVcdFile {
-public:
-    bool failed = false;
-    ssize_t write(const char* bufp, ssize_t len) override {
-        ssize_t done = 0;
-        while (!failed && done < len) {
-            errno = 0;
-            const ssize_t got = VerilatedVcdFile::write(bufp + done, len - done);
-            if (got > 0) {
-                done += got;
-            } else if (errno != EAGAIN && errno != EINTR) {
-                failed = true;
-            }
-        }
-        return len;
-    }
-};
+#include "halut_vcd_file.h"  // a VCD writer that reports a full disk instead of hanging
+typedef HalutVcdC HxTrace;
 #endif
 #endif
 
@@ -78,9 +54,6 @@ struct Sim {
     Vhalut_accel* top;
 #if VM_TRACE
     HxTrace* tfp;
-#if !VM_TRACE_FST
-    HxVcdFile* vcd_file;
-#endif
 #endif
     uint64_t cycle;  // cycles run since construction (reset included)
 };
@@ -181,16 +154,8 @@ HX_API void* hx_create(const char* trace_path) {
     s->cycle = 0;
 #if VM_TRACE
     s->tfp = nullptr;
-#if !VM_TRACE_FST
-    s->vcd_file = nullptr;
-#endif
     if (trace_path) {
-#if VM_TRACE_FST
         s->tfp = new HxTrace;
-#else
-        s->vcd_file = new HxVcdFile;
-        s->tfp = new HxTrace{s->vcd_file};
-#endif
         s->top->trace(s->tfp, 99);
         s->tfp->open(trace_path);
     }
@@ -211,11 +176,10 @@ HX_API int hx_destroy(void* p) {
     if (s->tfp) {
         s->tfp->dump(2 * s->cycle);
         s->tfp->close();
-        delete s->tfp;
 #if !VM_TRACE_FST
-        if (s->vcd_file->failed) rc = -1;
-        delete s->vcd_file;
+        if (s->tfp->failed()) rc = -1;
 #endif
+        delete s->tfp;
     }
 #endif
     s->top->final();
