@@ -259,14 +259,7 @@ class CycleSim:
                     trace_file.discard()
                 raise
         if trace_file is not None:
-            if not written:
-                trace_file.discard()
-                raise HalutError(f"writing the waveform {trace_file.target} failed (is the "
-                                 f"disk full?); no waveform was kept")
-            if keep:
-                trace_file.commit()
-            else:
-                trace_file.discard()
+            trace_file.finish(keep=keep, written=written)
 
     def __enter__(self) -> CycleSim:
         return self

@@ -27,13 +27,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from learning.atomic import check_writable, temp_beside
+from learning.atomic import check_writable, copy_permissions, temp_beside
 from learning.errors import HalutError
 
 M64 = (1 << 64) - 1
@@ -126,12 +125,8 @@ class TraceFile:
         except OSError as exc:
             raise HalutError(f"cannot write waveform {path}: {exc.strerror} "
                              f"({self.target.parent})") from None
-        try:
-            perm = (stat.S_IMODE(self.target.stat().st_mode) if self.target.exists()
-                    else 0o666 & ~_umask())
-            os.chmod(self.temp, perm)
-        except OSError:
-            pass  # mkstemp's 0600 then; the waveform is still written
+        with contextlib.suppress(OSError):  # else mkstemp's 0600; the waveform is still written
+            copy_permissions(self.temp, self.target)
 
     def commit(self) -> None:
         """Rename the closed temporary file over ``path``; a missing or empty one (the
@@ -160,11 +155,20 @@ class TraceFile:
         with contextlib.suppress(OSError):
             self.temp.unlink()
 
+    def finish(self, *, keep: bool, written: bool = True) -> None:
+        """After the simulator has closed the trace: :meth:`commit` it with ``keep``, else
+        :meth:`discard` it; a trace the simulator failed to write (``written`` false) is
+        discarded and reported as one HalutError line."""
+        if not written:
+            self.discard()
+            raise HalutError(f"writing the waveform {self.target} failed (is the disk full?); "
+                             f"no waveform was kept")
+        if keep:
+            self.commit()
+        else:
+            self.discard()
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
 
 
 def _ptr(a: np.ndarray | None, ctype: type) -> object:
@@ -289,14 +293,7 @@ class BatchSim:
             self._sim = None
         trace, self._trace = self._trace, None
         if trace is not None:
-            if not written:
-                trace.discard()
-                raise HalutError(f"writing the waveform {trace.target} failed (is the disk "
-                                 f"full?); no waveform was kept")
-            if keep:
-                trace.commit()
-            else:
-                trace.discard()
+            trace.finish(keep=keep, written=written)
 
     def __enter__(self) -> BatchSim:
         return self

@@ -24,6 +24,13 @@ def _umask() -> int:
     return mask
 
 
+def copy_permissions(temp: str | os.PathLike[str], target: Path) -> None:
+    """Give ``temp`` (about to replace ``target``) the target's permission bits, or for a
+    new file the usual ones under the umask (mkstemp's are 0600)."""
+    perm = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+    os.chmod(temp, perm)
+
+
 def writable_target(path: str | os.PathLike[str], what: str = "") -> Path:
     """The file a write to ``path`` must replace: symlinks followed, missing folders made.
 
@@ -80,9 +87,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     except OSError as exc:
         raise HalutError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        perm = (stat.S_IMODE(target.stat().st_mode) if target.exists()
-                else 0o666 & ~_umask())
-        os.chmod(tmp, perm)
+        copy_permissions(tmp, target)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
