@@ -45,12 +45,17 @@ def test_rtl_lints_clean_for_a_tiny_configuration(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "lint.json").read_text())["passed"] is True
 
 
+def _stub_top(body: str = "") -> str:
+    """A halut_accel with the real parameters but none of the accelerator's ports."""
+    return ("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
+            "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
+            "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
+            f"{body}  assign o = clk_i;\nendmodule\n")
+
+
 def test_lint_lists_each_warning_and_fails(tmp_path: Path) -> None:
     bad = tmp_path / "halut_accel.sv"
-    bad.write_text("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
-                   "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
-                   "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
-                   "  logic spare_q;\n  assign o = clk_i;\nendmodule\n")
+    bad.write_text(_stub_top("  logic spare_q;\n"))
     result = CliRunner().invoke(main, ["hw", "lint", *TINY_ARGS, "--rtl", str(bad),
                                        "--run-dir", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 1
@@ -197,10 +202,7 @@ def test_a_synthesis_is_reused_only_for_the_same_rtl(synth: SynthResult, synth_d
 
 def test_rtl_without_the_accelerator_ports_is_one_line_in_gls(tmp_path: Path) -> None:
     rtl = tmp_path / "mini.sv"
-    rtl.write_text("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
-                   "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
-                   "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
-                   "  assign o = clk_i;\nendmodule\n")
+    rtl.write_text(_stub_top())
     s = synthesize(TINY, tmp_path / "synth", sources=[rtl], breakdown=True)
     assert s.cells == 0 and s.area == 0.0  # no cells: Yosys's stat has no area
     r = CliRunner().invoke(main, ["hw", "gls", *TINY_ARGS, "--rtl", str(rtl),
