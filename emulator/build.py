@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.cache import cache_dir
+from emulator.hwif import TOP
 from emulator.params import RtlParams
 from emulator.verilator import BASE_FLAGS, build_env, find_verilator
 from learning.errors import HalutError
 
-TOP = "halut_accel"
 HARNESS_CPP = Path(__file__).resolve().parent / "harness.cpp"
 VCD_FILE_H = Path(__file__).resolve().parent / "halut_vcd_file.h"  # included by both drivers
 HARNESS_LIB = "libhalut_harness.so"
@@ -63,13 +64,8 @@ class BuildResult:
                 "key": self.key}
 
 
-def cache_root() -> Path:
-    """``$HALUT_CACHE`` or ``~/.cache/halut``."""
-    return Path(os.environ.get("HALUT_CACHE") or Path.home() / ".cache" / "halut")
-
-
 def verilator_cache() -> Path:
-    return cache_root() / "verilator"
+    return cache_dir("verilator")
 
 
 def rtl_dir() -> Path:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from emulator.hwif import FEATURE_BITS, LUT_FORMAT_CODE, THRESHOLD_FORMAT_CODE, AddressMap
 from learning.errors import HalutError
-from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, AddressMap, HardwareProgram
+from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, HardwareProgram
 
-# integer encodings of the formats as the RTL's parameters see them
-THRESHOLD_FORMAT_CODE = {"fp16": 0, "int8": 1}
-LUT_FORMAT_CODE = {"int8": 0, "fp16": 1}
 MAX_C = 1024
 MAX_M = 1024
 DEFAULT_TILE_M = 16  # output columns per tile when none is given (the default configuration)
@@ -63,7 +61,7 @@ class RtlParams:
 
     @property
     def feature_bits(self) -> int:
-        return 16 if self.threshold_format == "fp16" else 8
+        return FEATURE_BITS[self.threshold_format]
 
     def verilog_parameters(self) -> dict[str, int]:
         """The ``-G`` values of the top module ``halut_accel``."""

@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.cache import cache_dir
 from learning.errors import HalutError
 
 # flags every build of this project passes (part of the cache key through build.py)
@@ -97,7 +98,7 @@ def _python_shim_dir() -> Path:
     here = Path(sys.executable).parent
     if (here / "python").exists():
         return here
-    cache = Path(os.environ.get("HALUT_CACHE", Path.home() / ".cache" / "halut")) / "pyshim"
+    cache = cache_dir("pyshim")
     cache.mkdir(parents=True, exist_ok=True)
     link = cache / "python"
     if not link.exists():

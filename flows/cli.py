@@ -1,6 +1,7 @@
 """The ``halut`` command line: ``halut --help``.
 
-Each command group lives in its own module and registers itself on :data:`main`:
+Each command group lives in its own module and registers itself on :data:`main` (defined
+with the shared error handling and :func:`emit_json` in :mod:`flows.clibase`):
 ``flows.cmd_model`` (learn, info, eval), ``flows.cmd_run`` (run), ``flows.cmd_layer``
 (emulate, compare, demo) and ``flows.cmd_hw`` (the ``hw`` group). Errors that are the
 user's (:class:`learning.errors.HalutError`, and as a safety net any ``OSError`` from the
@@ -9,69 +10,10 @@ file system) print one line on stderr and exit 1; ``--debug`` shows the tracebac
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any
+from flows import cmd_hw, cmd_layer, cmd_model, cmd_run
+from flows.clibase import emit_json, main
 
-import click
+for _mod in (cmd_model, cmd_run, cmd_layer, cmd_hw):
+    _mod.register(main)
 
-from learning.errors import HalutError
-
-
-class HalutGroup(click.Group):
-    """A click group that turns HalutError into one clean line and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HalutError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except OSError as exc:
-            # a safety net: file-system errors the commands did not foresee (a full disk,
-            # a read-only folder) are the user's environment, not a bug: one line too
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted (finished work is kept; run the same command to resume)",
-                       err=True)
-            sys.exit(130)
-
-
-@click.group(cls=HalutGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.version_option(package_name="halut")
-@click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
-    """halut: learn MADDNESS layers, run them on a Verilated accelerator, and take its RTL
-    through lint, synthesis, timing and place-and-route."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-
-
-def emit_json(obj: Any) -> None:
-    """Print ``obj`` as JSON on stdout (numpy scalars and arrays converted)."""
-
-    def default(o: Any) -> Any:
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        if hasattr(o, "to_dict"):
-            return o.to_dict()
-        raise TypeError(f"not JSON serialisable: {type(o)}")
-
-    click.echo(json.dumps(obj, indent=2, default=default))
-
-
-def _register() -> None:
-    from flows import cmd_hw, cmd_layer, cmd_model, cmd_run
-
-    for mod in (cmd_model, cmd_run, cmd_layer, cmd_hw):
-        mod.register(main)
-
-
-_register()
+__all__ = ["emit_json", "main"]

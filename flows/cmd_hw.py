@@ -20,7 +20,7 @@ from learning.errors import HalutError
 
 
 def _emit(obj: Any) -> None:
-    from flows.cli import emit_json
+    from flows.clibase import emit_json
 
     emit_json(obj)
 

@@ -21,7 +21,7 @@ from typing import Any
 import click
 import numpy as np
 
-from flows.cli import emit_json
+from flows.clibase import emit_json
 from learning.errors import HalutError
 
 LAYER_BACKENDS = ("float", "golden", "rtl", "gpu")

@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from emulator import golden
-from flows.cli import emit_json
+from flows.clibase import emit_json
 from learning import load_model, quantize, save_model
 from learning.datasets import nmse
 from learning.errors import HalutError

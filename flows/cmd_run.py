@@ -18,7 +18,7 @@ import numpy as np
 
 from emulator.params import RtlParams, parse_assignments
 from emulator.run import BACKENDS, RunResult, run_program
-from flows.cli import emit_json
+from flows.clibase import emit_json
 from flows.cmd_model import load_npy
 from learning import load_model, quantize
 from learning.atomic import atomic_save_npy, check_writable

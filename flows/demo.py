@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 import emulator.layers  # noqa: F401  (registers the golden/rtl/gpu backends)
+from emulator.cache import cache_dir
 from emulator.cycles import CycleReport
 from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.datasets import nmse
@@ -90,7 +90,7 @@ class DemoConfig:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("HALUT_CACHE") or Path.home() / ".cache" / "halut") / "demo"
+    return cache_dir("demo")
 
 
 def load_digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.cache import cache_dir
 from learning.errors import HalutError
 
 OSU018_DIR = Path("/usr/share/qflow/tech/osu018")
@@ -32,15 +33,10 @@ OSU018_LIBERTY = OSU018_DIR / "osu018_stdcells.lib"
 OSU018_CELLS_V = OSU018_DIR / "osu018_stdcells.v"
 
 
-def halut_cache() -> Path:
-    """``$HALUT_CACHE`` (default ``~/.cache/halut``)."""
-    return Path(os.environ.get("HALUT_CACHE", Path.home() / ".cache" / "halut"))
-
-
 def yowasp_cache() -> Path:
     """Where yowasp keeps its compiled WebAssembly (``$YOWASP_CACHE_DIR``)."""
     env = os.environ.get("YOWASP_CACHE_DIR")
-    return Path(env) if env else halut_cache() / "yowasp"
+    return Path(env) if env else cache_dir("yowasp")
 
 
 def find_yosys() -> Path:

@@ -1,8 +1,8 @@
-"""The quantized hardware program: what the accelerator stores, and how it is loaded.
+"""The quantized hardware program: what the accelerator stores.
 
-This module is the single home of the program's layout (see docs/numeric-contract.md and
-docs/address-map.md). The golden model, the RTL drivers, the GPU path and the docs all
-import it; nothing re-derives heap order, formats or the address map elsewhere.
+This module is the single home of the program's layout (see docs/numeric-contract.md). The
+golden model, the RTL drivers, the GPU path and the docs all import it; nothing re-derives
+heap order or formats elsewhere.
 
 Layout
 ------
@@ -15,15 +15,8 @@ Layout
 * ``input_scale`` float32: int8 features are
   ``saturate(round_half_even(float32(x) * input_scale))``; ignored (1.0) for fp16 features.
 
-Address map of the configuration port (16-bit data, one entry per write)
-------------------------------------------------------------------------
-With ``L = log2 K``, ``CW = max(1, ceil(log2 C))``, ``MW = max(1, ceil(log2 M))`` where ``M``
-is the RTL's columns per tile, the address is ``AW = 1 + MW + CW + L`` bits wide:
-
-* threshold of node ``j`` (0..K-2) of codebook ``c``: ``addr = (c << L) | j`` (MSB 0)
-* LUT entry ``(m, c, k)`` of the tile: ``addr = 1 << (AW-1) | m << (CW+L) | c << L | k``
-
-Data is the fp16 bit pattern, or the int8 value sign-extended to 16 bits.
+The address map of the configuration port and the writes that load a program are the
+accelerator's interface, not the program's: they live in ``emulator/hwif.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +34,6 @@ LutFormat = Literal["int8", "fp16"]
 THRESHOLD_FORMATS: tuple[str, ...] = ("fp16", "int8")
 LUT_FORMATS: tuple[str, ...] = ("int8", "fp16")
 K_MIN, K_MAX = 2, 256
-CFG_DATA_BITS = 16
 
 
 def log2_exact(k: int) -> int:
@@ -76,65 +68,6 @@ def codebook_bounds(D: int, C: int) -> np.ndarray:
     sizes = np.full(C, D // C, dtype=np.int64)
     sizes[: D % C] += 1
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class AddressMap:
-    """Field layout of the configuration port for one RTL parameter set (C, K, M)."""
-
-    C: int
-    K: int
-    M: int
-
-    def __post_init__(self) -> None:
-        log2_exact(self.K)
-        if self.C < 1:
-            raise HalutError(f"C must be >= 1, got {self.C}")
-        if self.M < 1:
-            raise HalutError(f"M must be >= 1, got {self.M}")
-
-    @property
-    def L(self) -> int:
-        return log2_exact(self.K)
-
-    @property
-    def c_bits(self) -> int:
-        return clog2(self.C)
-
-    @property
-    def m_bits(self) -> int:
-        return clog2(self.M)
-
-    @property
-    def addr_bits(self) -> int:
-        return 1 + self.m_bits + self.c_bits + self.L
-
-    def threshold_addr(self, c: np.ndarray | int, node: np.ndarray | int) -> np.ndarray:
-        c_arr, n_arr = np.asarray(c, dtype=np.uint64), np.asarray(node, dtype=np.uint64)
-        return (c_arr << np.uint64(self.L)) | n_arr
-
-    def lut_addr(
-        self, m: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int
-    ) -> np.ndarray:
-        m_arr = np.asarray(m, dtype=np.uint64)
-        c_arr = np.asarray(c, dtype=np.uint64)
-        k_arr = np.asarray(k, dtype=np.uint64)
-        region = np.uint64(1) << np.uint64(self.addr_bits - 1)
-        return (
-            region
-            | (m_arr << np.uint64(self.c_bits + self.L))
-            | (c_arr << np.uint64(self.L))
-            | k_arr
-        )
-
-
-def to_cfg_data(values: np.ndarray) -> np.ndarray:
-    """16-bit configuration data words for fp16 or int8 values (int8 sign-extended)."""
-    if values.dtype == np.float16:
-        return values.view(np.uint16).copy()
-    if values.dtype == np.int8:
-        return values.astype(np.int16).view(np.uint16).copy()
-    raise HalutError(f"configuration values must be float16 or int8, got {values.dtype}")
 
 
 class LutShape:
@@ -244,32 +177,6 @@ class HardwareProgram(LutShape):
         if not 0 <= lo < hi <= self.M:
             raise HalutError(f"column range [{lo}, {hi}) is outside [0, {self.M})")
         return self.replace(lut=self.lut[lo:hi], scale=self.scale[lo:hi], bias=self.bias[lo:hi])
-
-    # ---- configuration stream ----------------------------------------------------------
-    def threshold_writes(self, amap: AddressMap) -> tuple[np.ndarray, np.ndarray]:
-        """(addr uint32, data uint16) writes that load every threshold, codebook-major."""
-        self._check_map(amap, self.M if amap.M >= self.M else amap.M)
-        c, j = np.meshgrid(np.arange(self.C), np.arange(self.K - 1), indexing="ij")
-        addr = amap.threshold_addr(c.ravel(), j.ravel()).astype(np.uint32)
-        return addr, to_cfg_data(self.thresholds.ravel())
-
-    def lut_writes(self, amap: AddressMap, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """(addr uint32, data uint16) writes that load columns ``[lo, hi)`` of the LUT into
-        the RTL's local columns ``0 .. hi-lo-1`` (``hi - lo <= amap.M``)."""
-        self._check_map(amap, hi - lo)
-        if not 0 <= lo < hi <= self.M:
-            raise HalutError(f"column range [{lo}, {hi}) is outside [0, {self.M})")
-        m, c, k = np.meshgrid(np.arange(hi - lo), np.arange(self.C), np.arange(self.K),
-                              indexing="ij")
-        addr = amap.lut_addr(m.ravel(), c.ravel(), k.ravel()).astype(np.uint32)
-        return addr, to_cfg_data(self.lut[lo:hi].ravel())
-
-    def _check_map(self, amap: AddressMap, cols: int) -> None:
-        if amap.C != self.C or amap.K != self.K:
-            raise HalutError(f"program has C={self.C}, K={self.K} but the accelerator was built "
-                             f"for C={amap.C}, K={amap.K}")
-        if cols > amap.M:
-            raise HalutError(f"tile of {cols} columns exceeds the accelerator's M={amap.M}")
 
     def summary(self) -> dict[str, object]:
         return {"C": self.C, "K": self.K, "D": self.D, "M": self.M,
