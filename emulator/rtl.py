@@ -20,6 +20,7 @@ from emulator import golden
 from emulator.build import BuildResult, build_harness, build_pyverilator, resolve_sources
 from emulator.cycles import CycleReport
 from emulator.harness import BatchSim, Handshake, StreamCounts, rng_state
+from emulator.hwif import lut_writes, threshold_writes
 from emulator.params import RtlParams
 from emulator.run import RunResult
 from learning.atomic import check_writable
@@ -160,9 +161,9 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
             bar = tqdm(total=n_tiles, desc=f"rtl ({driver})", unit="tile")
         for t in range(n_tiles):
             lo, hi = t * params.M, min((t + 1) * params.M, program.M)
-            addr, data = program.lut_writes(amap, lo, hi)
+            addr, data = lut_writes(program, amap, lo, hi)
             if t == 0:
-                t_addr, t_data = program.threshold_writes(amap)
+                t_addr, t_data = threshold_writes(program, amap)
                 addr, data = np.concatenate([t_addr, addr]), np.concatenate([t_data, data])
             config = sim.config(addr, data)
             out, counts = sim.stream(beats, N * beats_per_row, params.out_lanes, valid=valid,

@@ -15,6 +15,7 @@ import pytest
 from emulator import golden
 from emulator.build import build_harness
 from emulator.harness import BatchSim, Handshake, rng_state
+from emulator.hwif import lut_writes, threshold_writes
 from emulator.params import RtlParams
 from emulator.rtl import in_words, pack_beats, run_rtl
 from emulator.vectors import corner_cases, random_activations, random_program
@@ -99,8 +100,8 @@ def _stream_raw(params: RtlParams, program: HardwareProgram, A: np.ndarray,
     build = build_harness(params)
     with BatchSim(build.path) as sim:
         sim.reset()
-        a1, d1 = program.threshold_writes(params.address_map)
-        a2, d2 = program.lut_writes(params.address_map, 0, min(params.M, program.M))
+        a1, d1 = threshold_writes(program, params.address_map)
+        a2, d2 = lut_writes(program, params.address_map, 0, min(params.M, program.M))
         sim.config(np.concatenate([a1, a2]), np.concatenate([d1, d2]))
         beats = pack_beats(golden.gather_features(program, A), params)
         assert beats.shape[1] == in_words(params)
