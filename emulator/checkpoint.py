@@ -1,6 +1,8 @@
-"""Resumable row tiles: each finished tile of a long layer run is one file in ``resume_dir``.
+"""Resumable cells: each finished (row tile, column tile) cell of a long layer run is one file
+in ``resume_dir``.
 
-A tile file ``tile_<lo>_<hi>.npz`` holds the tile's arrays (``y``, ``acc``) and a JSON
+A tile file ``tile_<lo>_<hi>.npz`` (``tile_<lo>_<hi>_m<c0>_<c1>.npz`` for one column tile of
+several) holds the tile's arrays (``y``, ``acc``) and a JSON
 header (``header``, a uint8 array) that binds it to its run: the run key (a SHA-256 over
 the program, the input, the backend and its options, and the row tiling), the tile bounds,
 the cycle reports, and a SHA-256 checksum of the arrays' bytes. A file from another run, a
@@ -27,7 +29,7 @@ from learning.errors import HalutError
 from learning.program import HardwareProgram
 
 TILE_FORMAT = "halut-tile"
-TILE_VERSION = 1
+TILE_VERSION = 2
 
 
 def _update_array(h: Any, name: str, a: np.ndarray) -> None:
@@ -66,15 +68,16 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 @dataclass
 class TileRecord:
-    """One finished row tile: rows ``[lo, hi)`` of the layer's matrix."""
+    """One finished cell: rows ``[lo, hi)`` x output columns ``[col_lo, col_hi)``."""
 
     lo: int
     hi: int
     y: np.ndarray  # (hi-lo, M) float32
     acc: np.ndarray | None  # (hi-lo, M) int32 | float32, None for the float backend
     cycles: CycleReport | None = None
-    column_tiles: list[CycleReport] = field(default_factory=list)
     resumed: bool = False
+    col_lo: int = 0  # output columns [col_lo, col_hi) of the cell (col_hi 0: all)
+    col_hi: int = 0
 
 
 @dataclass
@@ -92,27 +95,31 @@ class TileStore:
             raise HalutError(f"resume directory {self.directory} exists and is not a directory")
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def path(self, lo: int, hi: int) -> Path:
-        return self.directory / f"tile_{lo:010d}_{hi:010d}.npz"
+    def path(self, lo: int, hi: int, cols: tuple[int, int] | None = None) -> Path:
+        """``tile_<lo>_<hi>.npz``; a cell of one column tile adds ``_m<c0>_<c1>``."""
+        tail = "" if cols is None else f"_m{cols[0]:06d}_{cols[1]:06d}"
+        return self.directory / f"tile_{lo:010d}_{hi:010d}{tail}.npz"
 
-    def save(self, rec: TileRecord) -> Path:
+    def save(self, rec: TileRecord, cols: tuple[int, int] | None = None) -> Path:
         arrays: dict[str, np.ndarray] = {"y": np.ascontiguousarray(rec.y)}
         if rec.acc is not None:
             arrays["acc"] = np.ascontiguousarray(rec.acc)
         header = {"format": TILE_FORMAT, "version": TILE_VERSION, "run": self.key,
-                  "lo": rec.lo, "hi": rec.hi, "checksum": _checksum(arrays),
-                  "cycles": rec.cycles.to_dict() if rec.cycles else None,
-                  "column_tiles": [c.to_dict() for c in rec.column_tiles]}
+                  "lo": rec.lo, "hi": rec.hi, "cols": list(cols) if cols else None,
+                  "checksum": _checksum(arrays),
+                  "cycles": rec.cycles.to_dict() if rec.cycles else None}
         buf = io.BytesIO()
         payload = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
         np.savez(buf, **payload)  # type: ignore[arg-type]
-        path = self.path(rec.lo, rec.hi)
+        path = self.path(rec.lo, rec.hi, cols)
         atomic_write_bytes(path, buf.getvalue())
         return path
 
-    def load(self, lo: int, hi: int, M: int) -> TileRecord | None:
-        """The finished tile ``[lo, hi)``, or None if absent or not valid for this run."""
-        path = self.path(lo, hi)
+    def load(self, lo: int, hi: int, M: int, cols: tuple[int, int] | None = None
+             ) -> TileRecord | None:
+        """The finished cell ``[lo, hi)`` x ``cols`` (``M`` columns), or None if absent or
+        not valid for this run."""
+        path = self.path(lo, hi, cols)
         if not path.exists():
             return None
         try:
@@ -128,7 +135,8 @@ class TileStore:
             problem = "not a tile file of this version"
         elif header.get("run") != self.key:
             problem = "belongs to another run"
-        elif (header.get("lo"), header.get("hi")) != (lo, hi):
+        elif (header.get("lo"), header.get("hi"), header.get("cols")) != (
+                lo, hi, list(cols) if cols else None):
             problem = "wrong tile bounds"
         elif header.get("checksum") != _checksum(arrays):
             problem = "checksum mismatch"
@@ -139,7 +147,5 @@ class TileStore:
             return None
         cyc = header.get("cycles")
         return TileRecord(lo=lo, hi=hi, y=arrays["y"], acc=arrays.get("acc"),
-                          cycles=CycleReport.from_dict(cyc) if cyc else None,
-                          column_tiles=[CycleReport.from_dict(c)
-                                        for c in header.get("column_tiles", [])],
-                          resumed=True)
+                          cycles=CycleReport.from_dict(cyc) if cyc else None, resumed=True,
+                          col_lo=cols[0] if cols else 0, col_hi=cols[1] if cols else M)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.errors import HalutError
+from learning.model import tree_encode
 from learning.program import HardwareProgram
 from learning.validate import as_float_matrix
 
@@ -40,20 +41,21 @@ def gather_features(program: HardwareProgram, A: np.ndarray) -> np.ndarray:
     -------
     (N, C, L) float16 or int8
     """
-    A32 = as_float_matrix(A, "activations", cols=program.D)
+    return gather(program, as_float_matrix(A, "activations", cols=program.D))
+
+
+def gather(program: HardwareProgram, A32: np.ndarray) -> np.ndarray:
+    """:func:`gather_features` on activations already checked: (N, D) finite float32."""
     f = A32[:, program.dims]  # (N, C, L) float32
     if program.threshold_format == "fp16":
         return to_fp16(f)
     return to_int8(f, program.input_scale)
 
 
-def compare(f: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """bit = f > t. fp16: IEEE order with -0 == +0, subnormals exact; int8: signed order."""
-    return np.greater(f, t)
-
-
 def encode(program: HardwareProgram, features: np.ndarray) -> np.ndarray:
-    """Walk each codebook's heap-ordered tree: ``code = 2*code + (f_l > t[node])``.
+    """Walk each codebook's heap-ordered tree: ``code = 2*code + (f_l > t[node])``, the
+    comparison being the IEEE order with -0 == +0 and exact subnormals (fp16) or the signed
+    order (int8); the walk itself is ``learning.model.tree_encode``.
 
     Parameters
     ----------
@@ -68,14 +70,7 @@ def encode(program: HardwareProgram, features: np.ndarray) -> np.ndarray:
                          f"got {features.dtype}")
     if np.issubdtype(features.dtype, np.floating) and np.any(np.isnan(features)):
         raise HalutError("a NaN feature cannot be sent to the accelerator")
-    N, C = features.shape[0], program.C
-    code = np.zeros((N, C), dtype=np.int32)
-    cols = np.arange(C)[None, :]
-    for level in range(program.L):
-        node = (1 << level) - 1 + code
-        t = program.thresholds[cols, node]
-        code = 2 * code + compare(features[:, :, level], t).astype(np.int32)
-    return code
+    return tree_encode(program.dims, program.thresholds, features)
 
 
 def fp32_add(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -107,12 +102,14 @@ def accumulate(program: HardwareProgram, codes: np.ndarray) -> np.ndarray:
     return acc
 
 
-def dequantize(program: HardwareProgram, acc: np.ndarray) -> np.ndarray:
+def dequantize(program: HardwareProgram, acc: np.ndarray, lo: int = 0) -> np.ndarray:
     """Host side, identical for every backend: ``y = float32(acc) * scale + bias`` (two
-    separately rounded float32 operations, no fused multiply-add)."""
+    separately rounded float32 operations, no fused multiply-add). ``acc`` holds output
+    columns ``lo .. lo + acc.shape[1] - 1`` (a column tile), by default all of them."""
+    cols = slice(lo, lo + acc.shape[1])
     with np.errstate(over="ignore", invalid="ignore"):
-        prod = np.multiply(acc.astype(np.float32), program.scale[None, :], dtype=np.float32)
-        return np.add(prod, program.bias[None, :], dtype=np.float32)
+        prod = np.multiply(acc.astype(np.float32), program.scale[None, cols], dtype=np.float32)
+        return np.add(prod, program.bias[None, cols], dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """The ``rtl`` backend: a hardware program and activations through the Verilated accelerator.
 
-:func:`run_rtl` gathers and converts the features on the host (emulator.golden, as for every
-backend), packs them into input beats, programs the thresholds once and the LUT one tile of
-``params.M`` columns at a time, streams every row per tile, unpacks the raw accumulators and
-dequantizes them on the host. Every step is counted (emulator/cycles.py): configuration
-writes, accepted beats, stalls and drain, per tile and in total.
+:class:`RtlBackend` is the backend object; the layer runner (emulator/runner.py) drives its
+:class:`RtlSession`: one simulator per run, the thresholds loaded once and the LUT one tile of
+``params.M`` columns at a time, every row tile streamed through each tile. On the host, the
+session gathers and converts the features (emulator.golden, as for every backend), packs
+them into input beats, unpacks the raw accumulators and dequantizes them. Every step is
+counted (emulator/cycles.py): configuration writes, accepted beats, stalls and drain, per
+cell, per tile and in total. :func:`run_rtl` runs a whole matrix.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from emulator.cycles import CycleReport
 from emulator.harness import BatchSim, Handshake, StreamCounts, rng_state
 from emulator.hwif import lut_writes, threshold_writes
 from emulator.params import RtlParams
-from emulator.run import RunResult
+from emulator.runner import BackendBase, Cell, LayerModel, RunResult
 from learning.atomic import check_writable
 from learning.errors import HalutError
 from learning.program import HardwareProgram
@@ -72,13 +74,6 @@ def unpack_results(out: np.ndarray, N: int, params: RtlParams, cols: int,
     return np.ascontiguousarray(lanes).view(acc_dtype)
 
 
-def _check_inputs(program: object, driver: str) -> None:
-    if not isinstance(program, HardwareProgram):
-        raise HalutError(f"program must be a HardwareProgram, got {type(program).__name__}")
-    if driver not in DRIVERS:
-        raise HalutError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
-
-
 def build_for(params: RtlParams, driver: str, *, trace: bool | str = False,
               sources: Sequence[str | os.PathLike[str]] | None = None) -> BuildResult:
     """The cached build a driver needs (the cycle driver's build always has VCD tracing)."""
@@ -95,20 +90,68 @@ def open_sim(build: BuildResult, driver: str, trace: str | os.PathLike[str] | No
     return CycleSim(build.path, trace=trace)
 
 
-def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None = None,
-            driver: str = "batch", vcd: str | os.PathLike[str] | None = None,
-            bubbles: object = None, backpressure: object = None, seed: int | None = None,
-            progress: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None
-            ) -> RunResult:
-    """Run ``program`` on activations ``A`` on the Verilated accelerator.
+class RtlSession:
+    """One simulator for one layer: thresholds loaded once, each LUT tile once."""
+
+    def __init__(self, backend: RtlBackend, program: HardwareProgram) -> None:
+        self.program = program
+        self.params = backend.params_for(program)
+        self.params.check_program(program)
+        self.driver = backend.driver
+        self.valid, self.ready = backend.valid, backend.ready
+        self.max_idle = 10_000 + 4 * max(
+            0 if h.pattern is None else h.pattern.size for h in (self.valid, self.ready))
+        self.state = rng_state(backend.seed)
+        self.build = build_for(self.params, self.driver, trace=backend.trace_kind,
+                               sources=backend.sources)
+        self.amap = self.params.address_map
+        self.beats_per_row = self.params.M // self.params.out_lanes
+        self.thresholds_loaded = False
+        self.sim = open_sim(self.build, self.driver, backend.vcd)
+        try:
+            self.sim.reset()
+        except BaseException:
+            self.sim.close(keep=False)
+            raise
+
+    def prepare(self, A: np.ndarray) -> np.ndarray:
+        return pack_beats(golden.gather(self.program, A), self.params)
+
+    def load(self, lo: int, hi: int) -> CycleReport:
+        addr, data = lut_writes(self.program, self.amap, lo, hi)
+        if not self.thresholds_loaded:
+            t_addr, t_data = threshold_writes(self.program, self.amap)
+            addr, data = np.concatenate([t_addr, addr]), np.concatenate([t_data, data])
+            self.thresholds_loaded = True
+        return CycleReport(config=self.sim.config(addr, data))
+
+    def stream(self, beats: np.ndarray, lo: int, hi: int) -> Cell:
+        N = beats.shape[0] // self.params.C
+        out, counts = self.sim.stream(beats, N * self.beats_per_row, self.params.out_lanes,
+                                      valid=self.valid, ready=self.ready, rng=self.state,
+                                      max_idle=self.max_idle)
+        acc = unpack_results(out, N, self.params, hi - lo, self.program.acc_dtype)
+        return Cell(y=golden.dequantize(self.program, acc, lo), acc=acc,
+                    cycles=CycleReport(stream=counts.stream, stall=counts.stall,
+                                       drain=counts.drain))
+
+    def close(self, *, keep: bool) -> None:
+        self.sim.close(keep=keep)  # the waveform replaces an old one only after a whole run
+
+    def info(self) -> dict[str, Any]:
+        return {"build": self.build.to_dict(), "driver": self.driver,
+                "params": self.params.verilog_parameters()}
+
+
+class RtlBackend(BackendBase):
+    """The Verilated accelerator as a backend object.
 
     Parameters
     ----------
-    program : the quantized hardware program
-    A : (N, D) float activations, finite
-    params : RTL parameter set; default ``RtlParams.for_program(program)``. A program
-        with more columns than ``params.M`` runs as ``ceil(M_prog / params.M)`` column tiles,
-        reprogramming the LUT per tile (counted as configuration cycles)
+    params : RTL parameter set; default ``RtlParams.for_program(program)`` (the program's C,
+        K and formats, ``DEFAULT_TILE_M`` columns). A program with more columns than
+        ``params.M`` runs as ``ceil(M_prog / params.M)`` column tiles, each LUT tile loaded
+        once (counted as configuration cycles)
     driver : "batch" (C++ loop through ctypes) or "cycle" (pyverilator, one cycle per call)
     vcd : write a waveform of the whole run here (``.fst`` suffix: FST, else VCD); checked
         for writability before the build, written beside it and renamed over it when the run
@@ -116,71 +159,64 @@ def run_rtl(program: HardwareProgram, A: np.ndarray, *, params: RtlParams | None
     bubbles : input valid low: None, a probability per cycle, or a cyclic 0/1 valid pattern
     backpressure : output ready low: None, a probability per cycle, or a cyclic 0/1 pattern
     seed : seed of the random bubbles / back-pressure
-    progress : show a tqdm bar over tiles
+    progress : show a tqdm bar over tiles (when the backend runs a matrix by itself)
     sources : RTL files replacing rtl/halut.f (a gate-level netlist plus cell models)
+    """
+
+    name = "rtl"
+    counts_cycles = True
+
+    def __init__(self, *, params: RtlParams | None = None, driver: str = "batch",
+                 vcd: str | os.PathLike[str] | None = None, bubbles: object = None,
+                 backpressure: object = None, seed: int | None = None, progress: bool = False,
+                 sources: Sequence[str | os.PathLike[str]] | None = None) -> None:
+        if driver not in DRIVERS:
+            raise HalutError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
+        if params is not None and not isinstance(params, RtlParams):
+            raise HalutError(f"params must be an RtlParams, got {type(params).__name__}")
+        self.params, self.driver, self.seed = params, driver, seed
+        self.progress = bool(progress)
+        self.valid = Handshake.make(bubbles, "bubbles")
+        self.ready = Handshake.make(backpressure, "backpressure")
+        self.bubbles, self.backpressure = bubbles, backpressure
+        resolve_sources(sources)  # missing files fail before any Verilation
+        self.sources = sources
+        self.vcd = vcd
+        self.trace_kind: bool | str = False
+        if vcd is not None:
+            check_writable(vcd, "waveform")  # before any Verilation or simulation
+            self.trace_kind = "fst" if Path(vcd).suffix == ".fst" else "vcd"
+
+    def params_for(self, program: HardwareProgram) -> RtlParams:
+        return RtlParams.for_program(program) if self.params is None else self.params
+
+    def column_tile(self, layer: LayerModel) -> int:
+        return self.params_for(layer.need_program(self.name)).M
+
+    def options_key(self) -> dict[str, Any]:
+        return {"params": None if self.params is None else self.params.verilog_parameters(),
+                "driver": self.driver, "bubbles": self.bubbles,
+                "backpressure": self.backpressure, "seed": self.seed,
+                "sources": None if self.sources is None else [str(p) for p in self.sources]}
+
+    def open(self, layer: LayerModel, rows: int) -> RtlSession:
+        return RtlSession(self, layer.need_program(self.name))
+
+    def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:
+        if isinstance(program, HardwareProgram):
+            self.params_for(program).check_program(program)  # before the activations' checks
+        res = super().run(program, A)
+        res.info["tiles"] = len(res.tiles)
+        return res
+
+
+def run_rtl(program: HardwareProgram, A: np.ndarray, **options: Any) -> RunResult:
+    """Run ``program`` on activations ``A`` (N, D) on the Verilated accelerator; ``options``
+    are :class:`RtlBackend`'s.
 
     Returns
     -------
     RunResult with ``y`` (N, M) float32, ``acc`` (N, M) int32 | float32, ``cycles`` (the sum)
     and ``tiles`` (one CycleReport per column tile); ``info["build"]`` describes the build.
     """
-    _check_inputs(program, driver)
-    if params is None:
-        params = RtlParams.for_program(program)
-    elif not isinstance(params, RtlParams):
-        raise HalutError(f"params must be an RtlParams, got {type(params).__name__}")
-    params.check_program(program)
-    valid = Handshake.make(bubbles, "bubbles")
-    ready = Handshake.make(backpressure, "backpressure")
-    features = golden.gather_features(program, A)  # shape, dtype, NaN/inf checks
-    resolve_sources(sources)  # missing files fail before any Verilation
-    N = features.shape[0]
-    beats = pack_beats(features, params)
-    trace_kind: bool | str = False
-    if vcd is not None:
-        check_writable(vcd, "waveform")  # before any Verilation or simulation
-        trace_kind = "fst" if Path(vcd).suffix == ".fst" else "vcd"
-    build = build_for(params, driver, trace=trace_kind, sources=sources)
-
-    amap = params.address_map
-    n_tiles = -(-program.M // params.M)
-    beats_per_row = params.M // params.out_lanes
-    max_idle = 10_000 + 4 * max(
-        0 if h.pattern is None else h.pattern.size for h in (valid, ready))
-    state = rng_state(seed)
-    tiles: list[CycleReport] = []
-    accs: list[np.ndarray] = []
-    sim = open_sim(build, driver, vcd)
-    finished = False
-    try:
-        sim.reset()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_tiles, desc=f"rtl ({driver})", unit="tile")
-        for t in range(n_tiles):
-            lo, hi = t * params.M, min((t + 1) * params.M, program.M)
-            addr, data = lut_writes(program, amap, lo, hi)
-            if t == 0:
-                t_addr, t_data = threshold_writes(program, amap)
-                addr, data = np.concatenate([t_addr, addr]), np.concatenate([t_data, data])
-            config = sim.config(addr, data)
-            out, counts = sim.stream(beats, N * beats_per_row, params.out_lanes, valid=valid,
-                                     ready=ready, rng=state, max_idle=max_idle)
-            accs.append(unpack_results(out, N, params, hi - lo, program.acc_dtype))
-            tiles.append(CycleReport(config=config, stream=counts.stream, stall=counts.stall,
-                                     drain=counts.drain))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        finished = True
-    finally:
-        sim.close(keep=finished)  # the waveform replaces the old one only after a whole run
-    acc = np.concatenate(accs, axis=1)
-    y = golden.dequantize(program, acc)
-    total = sum(tiles[1:], tiles[0])
-    info = {"build": build.to_dict(), "driver": driver, "params": params.verilog_parameters(),
-            "tiles": n_tiles}
-    return RunResult(y=y, acc=acc, backend="rtl", cycles=total, tiles=tiles, info=info)
+    return RtlBackend(**options).run(program, A)

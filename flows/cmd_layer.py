@@ -21,10 +21,10 @@ from typing import Any
 import click
 import numpy as np
 
+from emulator.layers import LAYER_BACKENDS
 from flows.clibase import emit_json
 from learning.errors import HalutError
 
-LAYER_BACKENDS = ("float", "golden", "rtl", "gpu")
 _POSITIVE = click.IntRange(min=1)
 
 
@@ -74,7 +74,7 @@ def _inputs(layer: Any, kind: str, activations: Path, in_channels: int | None,
             height: int | None, width: int | None, kernel_size: int | None, stride: int,
             padding: int, dilation: int) -> tuple[np.ndarray, Any]:
     from flows.cmd_model import load_npy
-    from learning.torch_modules import Conv2dGeometry
+    from learning.conv import Conv2dGeometry
 
     X = load_npy(activations, "activations")
     if kind == "linear":

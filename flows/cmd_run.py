@@ -16,8 +16,9 @@ from typing import Any
 import click
 import numpy as np
 
+from emulator.backends import PROGRAM_BACKENDS, make_backend
 from emulator.params import RtlParams, parse_assignments
-from emulator.run import BACKENDS, RunResult, run_program
+from emulator.runner import RunResult
 from flows.clibase import emit_json
 from flows.cmd_model import load_npy
 from learning import load_model, quantize
@@ -58,7 +59,7 @@ def register(group: click.Group) -> None:
     @click.option("--activations", "-a", "activations", required=True,
                   type=click.Path(dir_okay=False, path_type=Path),
                   help="(N, D) float activations, a .npy file.")
-    @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="rtl",
+    @click.option("--backend", "-b", type=click.Choice(PROGRAM_BACKENDS), default="rtl",
                   show_default=True, help="Which backend computes the outputs.")
     @click.option("--driver", type=click.Choice(["batch", "cycle"]), default=None,
                   help="rtl: batch harness (fast, default) or cycle-level pyverilator driver.")
@@ -109,7 +110,7 @@ def register(group: click.Group) -> None:
                        "driver": driver or "batch", "vcd": vcd, "bubbles": bubbles,
                        "backpressure": backpressure, "seed": seed,
                        "progress": (not as_json) and sys.stderr.isatty()}
-        result = run_program(program, A, backend=backend, **options)
+        result = make_backend(backend, **options).run(program, A)
         if output is not None:
             atomic_save_npy(output, np.ascontiguousarray(result.y, dtype=np.float32))
         build = result.info.get("build")

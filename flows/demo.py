@@ -3,7 +3,7 @@
 1. Train (or load from ``$HALUT_CACHE/demo``) a small CNN on scikit-learn's bundled digits
    (8x8 images, 10 classes, no download), on CPU, seeded.
 2. Replace its second convolution and its classifier with Halut layers
-   (``learning.torch_modules.replace_layers``, one layer after the other, inputs recorded
+   (``emulator.replace.replace_layers``, one layer after the other, inputs recorded
    on the training set; no retraining).
 3. Test-set accuracy with the layers computed by ``float`` (the original network),
    ``maddness`` (learning's float MADDNESS), ``golden``, ``gpu`` and ``rtl`` (the Verilated
@@ -28,13 +28,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-import emulator.layers  # noqa: F401  (registers the golden/rtl/gpu backends)
 from emulator.cache import cache_dir
 from emulator.cycles import CycleReport
+from emulator.modules import HalutConv2d, HalutLinear
+from emulator.replace import replace_layers
 from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.datasets import nmse
 from learning.errors import HalutError
-from learning.torch_modules import HalutConv2d, HalutLinear, replace_layers
 
 HALUT_LAYERS = (HalutLinear, HalutConv2d)
 DEMO_CACHE_VERSION = 1

@@ -40,6 +40,10 @@ def _float_array(x: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
 def tree_encode(dims: np.ndarray, thresholds: np.ndarray, features: np.ndarray) -> np.ndarray:
     """Walk heap-ordered trees: ``code = 2*code + (f[:, c, l] > t[c, node])``.
 
+    The one tree walk of the project: learning encodes float features with it, and the
+    golden model (``emulator.golden.encode``) encodes the hardware's fp16/int8 features with
+    it (numpy's ``>`` on float16 is the IEEE order with -0 == +0, on int8 the signed order).
+
     Parameters
     ----------
     dims : (C, L) int, only its shape is used

@@ -24,7 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 import emulator  # noqa: E402
 from emulator import golden  # noqa: E402
 from emulator.gpu import decode, encode, order_keys, run_gpu  # noqa: E402
-from emulator.run import run_program  # noqa: E402
+from emulator.backends import make_backend  # noqa: E402
 from emulator.vectors import corner_cases, random_activations, random_program  # noqa: E402
 from learning.errors import HalutError  # noqa: E402
 from learning.program import HardwareProgram  # noqa: E402
@@ -141,7 +141,7 @@ def test_run_program_gpu_backend_reaches_the_gpu_path() -> None:
     rng = np.random.default_rng(3)
     program = random_program(rng, C=3, K=4, M=5, D=7)
     A = random_activations(rng, program, 9)
-    r = run_program(program, A, backend="gpu", impl="torch")
+    r = make_backend("gpu", impl="torch").run(program, A)
     g = golden.run(program, A)
     assert r.backend == "gpu" and r.info["impl"] == "torch"
     np.testing.assert_array_equal(r.y.view(np.uint32), g.y.view(np.uint32))

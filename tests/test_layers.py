@@ -14,7 +14,7 @@ from emulator.params import RtlParams
 from emulator.vectors import random_activations, random_program
 from learning.errors import HalutError
 from learning.program import HardwareProgram
-from learning.torch_modules import Conv2dGeometry, im2col
+from learning.conv import Conv2dGeometry, im2col
 
 GEOMETRIES = [  # (Cin, H, W, kernel, stride, padding, dilation)
     (3, 7, 6, 3, 1, 1, 1),

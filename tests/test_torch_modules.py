@@ -1,4 +1,4 @@
-"""Torch integration: backend registry, HalutLinear/HalutConv2d, replace_layers."""
+"""Torch integration: backend names, HalutLinear/HalutConv2d, replace_layers."""
 
 from __future__ import annotations
 
@@ -11,20 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-import emulator.layers  # noqa: F401  (registers golden/rtl/gpu)
 from emulator import golden
+from emulator.backends import make_backend
 from emulator.layers import LayerModel, run_conv2d
+from emulator.modules import HalutConv2d, HalutLinear
+from emulator.replace import replace_layers
 from learning import learn, quantize
-from learning.backends import get_backend, register_backend
+from learning.conv import Conv2dGeometry, im2col
 from learning.datasets import nmse
 from learning.errors import HalutError
-from learning.torch_modules import (
-    Conv2dGeometry,
-    HalutConv2d,
-    HalutLinear,
-    im2col,
-    replace_layers,
-)
 
 
 def _small_net(seed: int = 0) -> nn.Sequential:
@@ -38,22 +33,30 @@ def _batches(n: int = 4, seed: int = 1) -> list[torch.Tensor]:
     return [torch.randn(16, 2, 6, 6, generator=g) for _ in range(n)]
 
 
-def test_unregistered_backend_names_the_import_in_a_fresh_interpreter() -> None:
-    code = ("from learning.backends import get_backend\n"
-            "try:\n    get_backend('rtl')\nexcept Exception as e:\n    print(type(e).__name__, e)")
+def test_modules_run_every_backend_without_any_import_side_effect() -> None:
+    code = ("import numpy as np, torch\n"
+            "from emulator.vectors import random_program\n"
+            "from emulator.modules import HalutLinear\n"
+            "p = random_program(np.random.default_rng(0), 2, 4, 3, 6)\n"
+            "m = HalutLinear.from_learned(p, backend='golden')\n"
+            "print(tuple(m(torch.zeros(2, 6)).shape))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert "HalutError" in out and "import emulator.layers" in out
-    assert "emulator" not in subprocess.run(
-        [sys.executable, "-c", "import sys, learning.torch_modules; print(sorted(sys.modules))"],
+    assert out.strip() == "(2, 3)"
+    mods = subprocess.run(
+        [sys.executable, "-c", "import sys, learning, learning.conv; print(sorted(sys.modules))"],
         capture_output=True, text=True, check=True).stdout
+    assert "emulator" not in mods and "'torch'" not in mods
 
 
-def test_registry_rejects_unknown_names_and_builtin_overrides() -> None:
+def test_backend_names_are_checked_where_they_are_given() -> None:
     with pytest.raises(HalutError, match="unknown backend 'fpga'"):
-        get_backend("fpga")
-    with pytest.raises(HalutError, match="built in"):
-        register_backend("float", lambda p, a: a)
+        make_backend("fpga")
+    with pytest.raises(HalutError, match="takes no options"):
+        make_backend("golden", impl="torch")
+    lin = HalutLinear(6, 3, C=2, K=4)
+    with pytest.raises(HalutError, match="unknown backend 'fpga'"):
+        lin.backend = "fpga"
 
 
 def _learned_linear(rng: np.random.Generator, D: int = 24, M: int = 6, C: int = 4, K: int = 8
