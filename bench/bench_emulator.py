@@ -84,11 +84,15 @@ def main() -> None:
     ceiling = {"cycles": c_cycles, "seconds": c_sec, "cycles_per_s": c_cycles / c_sec,
                "rows_per_s": c_cycles / params.C / c_sec}
 
-    # end to end (gather, pack, configure, stream, unpack, dequantize) through run_rtl
-    t0 = time.perf_counter()
-    r = run_rtl(program, A, params=params)
-    e2e = time.perf_counter() - t0
+    # end to end through the layer runner (validate, gather, convert, pack, configure,
+    # stream, unpack, dequantize): run_rtl, best of REPEATS
+    e2e = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        r = run_rtl(program, A, params=params)
+        e2e = min(e2e, time.perf_counter() - t0)
     assert np.array_equal(r.acc, golden.run(program, A).acc)
+    e2e_rows = N_BATCH / e2e
 
     write_result("emulator", {
         "repeats": REPEATS,
@@ -98,18 +102,21 @@ def main() -> None:
                   "cached_seconds": warm.seconds, "cached": warm.cached,
                   "cached_under_1s": warm.cached and warm.seconds < 1.0},
         "batch_harness": batch, "cycle_driver": cycle, "cpp_ceiling": ceiling,
-        "run_rtl_end_to_end": {"rows": N_BATCH, "seconds": e2e, "rows_per_s": N_BATCH / e2e,
+        "run_rtl_end_to_end": {"rows": N_BATCH, "seconds": e2e, "rows_per_s": e2e_rows,
                                "cycles": r.cycles.to_dict() if r.cycles else None},
         "ratios": {
             "batch_vs_ceiling": batch["cycles_per_s"] / ceiling["cycles_per_s"],
             "batch_vs_ceiling_target": 0.5,
             "batch_vs_cycle_driver": batch["cycles_per_s"] / cycle["cycles_per_s"],
             "batch_vs_cycle_driver_target": 50.0,
+            "end_to_end_vs_batch_stream": e2e_rows / batch["rows_per_s"],
+            "end_to_end_vs_batch_stream_target": 0.8,
         },
         "targets_met": {
             "batch_ge_50pct_ceiling": batch["cycles_per_s"] >= 0.5 * ceiling["cycles_per_s"],
             "batch_ge_50x_cycle_driver": batch["cycles_per_s"] >= 50 * cycle["cycles_per_s"],
             "cached_build_under_1s": warm.cached and warm.seconds < 1.0,
+            "end_to_end_ge_80pct_batch_stream": e2e_rows >= 0.8 * batch["rows_per_s"],
         },
     })
 

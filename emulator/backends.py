@@ -136,4 +136,4 @@ def make_backend(name: str, **options: Any) -> Backend:
         raise HalutError(f"the {name} backend takes no options, got {sorted(options)}")
     simple: dict[str, type[BackendBase]] = {"golden": GoldenBackend, "float": FloatBackend,
                                             "maddness": MaddnessBackend}
-    return simple[name]()  # type: ignore[return-value]
+    return simple[name]()

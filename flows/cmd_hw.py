@@ -230,41 +230,43 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
         tools.find_sta()  # the post-route timing
     s = synthesize(p, d, sources=sources, period_ns=period, reuse=True,
                    breakdown=False)
-    res: dict[str, Any]
+    failed_routes: int | None = None
     if tool == "qflow":
         from flows.hw.qflow import run_qflow
 
-        res = run_qflow(p, Path(s.generic), d, period_ns=period, io_fraction=io_fraction,
-                        density=density, timeout=timeout)
-        rows = [("params", p.tag()), ("die area (um^2)", res["die_area_um2"]),
-                ("die (um)", f"{res['die_width_um']:g} x {res['die_height_um']:g}"),
-                ("cells placed", res["cells"]), ("wirelength (um)", res["wirelength_um"]),
-                ("failed routes", res["failed_routes"]),
-                ("vesta fmax (MHz)", res["vesta_fmax_mhz"])]
-        post = res.get("post_route_sta")
+        q = run_qflow(p, Path(s.generic), d, period_ns=period, io_fraction=io_fraction,
+                      density=density, timeout=timeout)
+        out = q.to_dict()
+        failed_routes = q.failed_routes
+        rows = [("params", p.tag()), ("die area (um^2)", q.die_area_um2),
+                ("die (um)", f"{q.die_width_um:g} x {q.die_height_um:g}"),
+                ("cells placed", q.cells), ("wirelength (um)", q.wirelength_um),
+                ("failed routes", q.failed_routes), ("vesta fmax (MHz)", q.vesta_fmax_mhz)]
+        post = q.post_route.sta
         if post:
-            rows += [("post-route WNS (ns)", f"{post['wns_ns']:.3f} @ {period:g} ns"),
-                     ("post-route fmax (MHz)", post["fmax_mhz"])]
+            rows += [("post-route WNS (ns)", f"{post.wns_ns:.3f} @ {period:g} ns"),
+                     ("post-route fmax (MHz)", post.fmax_mhz)]
         else:
-            rows += [("post-route STA", f"skipped: {res.get('post_route_sta_skipped')}")]
-        rows += [("DEF", res["def"]), ("seconds", res["seconds"])]
+            rows += [("post-route STA", f"skipped: {q.post_route.skipped}")]
+        rows += [("DEF", q.def_path), ("seconds", q.seconds)]
     else:
         from flows.hw.orfs import run_orfs
 
-        res = run_orfs(p, Path(s.generic), d, platform=platform, period_ns=period,
-                       io_fraction=io_fraction, utilization=utilization, density=density,
-                       run=not no_run, timeout=timeout)
-        rows = [("params", p.tag()), ("config", res["config"]), ("ran", res["ran"])]
-        if res.get("ran"):
-            rows += [(k, res.get(k)) for k in ("instance_area", "stdcells", "die_area",
-                                                "setup_ws", "fmax_mhz", "drc_errors",
-                                                "wirelength", "power_total")]
+        o = run_orfs(p, Path(s.generic), d, platform=platform, period_ns=period,
+                     io_fraction=io_fraction, utilization=utilization, density=density,
+                     run=not no_run, timeout=timeout)
+        out = o.to_dict()
+        rows = [("params", p.tag()), ("config", o.config), ("ran", o.ran)]
+        if o.ran and o.metrics is not None:
+            rows += [(k, getattr(o.metrics, k)) for k in (
+                "instance_area", "stdcells", "die_area", "setup_ws", "fmax_mhz",
+                "drc_errors", "wirelength", "power_total")]
     if as_json:
-        _emit(res)
+        _emit(out)
     else:
         click.echo(fmt_table(rows))
-    if tool == "qflow" and res.get("failed_routes"):
-        raise HalutError(f"qflow left {res['failed_routes']} nets unrouted (try --density "
+    if failed_routes:
+        raise HalutError(f"qflow left {failed_routes} nets unrouted (try --density "
                          "0.5); see the route log")
 
 
@@ -290,17 +292,18 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     res = gate_level_check(p, d, sources=sources, programs=programs, rows=rows,
                            seed=seed, period_ns=period)
     if as_json:
-        _emit(res)
+        _emit(res.to_dict())
     else:
-        for c in res["cases"]:
-            cyc = c["gate_cycles"] or {}
-            click.echo(f"  program {c['program']} {c['mode']:<7} {'ok ' if c['ok'] else 'BAD'}"
-                       f" cycles total {cyc.get('total')} (config {cyc.get('config')}, stall "
-                       f"{cyc.get('stall')}, drain {cyc.get('drain')})")
-        click.echo(f"gate-level check {'passed' if res['passed'] else 'FAILED'} for {p.tag()}"
-                   f" ({res['cells']} cells, {res['seconds']} s)")
-    if not res["passed"]:
-        raise HalutError(f"gate-level mismatch: {res['first_failure']}")
+        for c in res.cases:
+            cyc = c.gate_cycles
+            click.echo(f"  program {c.program} {c.mode:<7} {'ok ' if c.ok else 'BAD'}"
+                       f" cycles total {cyc.total if cyc else None} (config "
+                       f"{cyc.config if cyc else None}, stall {cyc.stall if cyc else None}, "
+                       f"drain {cyc.drain if cyc else None})")
+        click.echo(f"gate-level check {'passed' if res.passed else 'FAILED'} for {p.tag()}"
+                   f" ({res.cells} cells, {res.seconds} s)")
+    if not res.passed:
+        raise HalutError(f"gate-level mismatch: {res.first_failure}")
 
 
 @hw.command("sweep")
@@ -331,16 +334,17 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period:
     res = sweep(list(params), g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
                 sources=sources, progress=not as_json)
     if as_json:
-        _emit(res)
+        _emit(res.to_dict())
         return
     names = [n for n, _ in g]
-    cols = [c for c in COLUMNS if any(r.get(c) is not None for r in res["rows"])]
+    cols = [c for c in COLUMNS if any(getattr(r, c) is not None for r in res.rows)]
     click.echo("  ".join(f"{c:>12}" for c in [*names, *cols, "reused"]))
-    for r in res["rows"]:
-        vals = [r[n] for n in names] + [r.get(c) for c in cols] + [r["reused"]]
+    for r in res.rows:
+        vals = [r.values[n] for n in names] + [getattr(r, c) for c in cols] + [r.reused]
         click.echo("  ".join(f"{v:>12.6g}" if isinstance(v, float) else f"{v!s:>12}"
                              for v in vals))
-    click.echo(f"table: {d / 'sweep.csv'}, {d / 'sweep.json'}; plots: {len(res['plots'])}")
+    click.echo(f"table: {d / 'sweep.csv'}, {d / 'sweep.json'}; "
+               f"plots: {len(res.plots or [])}")
 
 
 @hw.command("report")

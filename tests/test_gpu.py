@@ -23,8 +23,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 import emulator  # noqa: E402
 from emulator import golden  # noqa: E402
-from emulator.gpu import decode, encode, order_keys, run_gpu  # noqa: E402
 from emulator.backends import make_backend  # noqa: E402
+from emulator.gpu import decode, encode, order_keys, run_gpu  # noqa: E402
 from emulator.vectors import corner_cases, random_activations, random_program  # noqa: E402
 from learning.errors import HalutError  # noqa: E402
 from learning.program import HardwareProgram  # noqa: E402

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from emulator.hwif import port_names
 from emulator.params import RtlParams
 from flows.cli import main
 from flows.hw.lint import lint
@@ -43,6 +44,7 @@ def test_rtl_lints_clean_for_a_tiny_configuration(tmp_path: Path) -> None:
     res = lint(TINY, tmp_path)
     assert res.passed, res.warnings + res.errors
     assert json.loads((tmp_path / "lint.json").read_text())["passed"] is True
+    assert json.loads((tmp_path / "lint.json").read_text()) == res.to_dict()
 
 
 def _stub_top(body: str = "") -> str:
@@ -65,10 +67,11 @@ def test_lint_lists_each_warning_and_fails(tmp_path: Path) -> None:
     assert "lint failed" in result.stderr
 
 
-def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult) -> None:
+def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult, synth_dir: Path) -> None:
+    assert json.loads((synth_dir / "synth.json").read_text()) == synth.to_dict()
     netlist = Path(synth.netlist).read_text()
     assert re.search(r"^module halut_accel\(", netlist, re.M)
-    for port in ("clk_i", "rst_ni", "cfg_valid_i", "in_data_i", "out_ready_i", "out_data_o"):
+    for port in port_names():  # every port of the interface, clk_i ... out_data_o
         assert re.search(rf"^\s*(input|output)\s.*\b{port};", netlist, re.M), port
     instances = re.findall(r"^\s*(\w+)\s+\S+\s*\(", netlist, re.M)
     cells = [c for c in instances if c not in ("module",)]
@@ -85,6 +88,7 @@ def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult) -> None:
 def test_fmax_bisection_finds_the_period_where_slack_crosses_zero(
         synth: SynthResult, synth_dir: Path) -> None:
     res = run_sta(TINY, Path(synth.netlist), synth_dir / "sta", period_ns=10.0)
+    assert json.loads((synth_dir / "sta" / "sta.json").read_text()) == res.to_dict()
     assert res.met and res.wns_ns > 0
     assert res.critical_path["start"] and res.critical_path["end"]
     assert res.power_w["total"] > 0
@@ -114,12 +118,14 @@ def test_sta_command_reports_json_and_writes_the_sdc(synth_dir: Path,
 def test_sweep_over_two_points_resumes_and_plots(tmp_path: Path) -> None:
     grid = parse_grid(["C=1,2"])
     first = sweep(TINY_SETTINGS, grid, tmp_path, jobs=2)
-    assert [r["C"] for r in first["rows"]] == ["1", "2"]
-    assert all(not r["reused"] for r in first["rows"])
-    assert first["rows"][0]["area"] < first["rows"][1]["area"]
+    assert [r.values["C"] for r in first.rows] == ["1", "2"]
+    assert all(not r.reused for r in first.rows)
+    assert first.rows[0].area is not None and first.rows[1].area is not None
+    assert first.rows[0].area < first.rows[1].area
     again = sweep(TINY_SETTINGS, grid, tmp_path, jobs=2)
-    assert all(r["reused"] for r in again["rows"])
-    assert [r["area"] for r in again["rows"]] == [r["area"] for r in first["rows"]]
+    assert all(r.reused for r in again.rows)
+    assert [r.area for r in again.rows] == [r.area for r in first.rows]
+    assert json.loads((tmp_path / "sweep.json").read_text()) == again.to_dict()
     csv = (tmp_path / "sweep.csv").read_text().splitlines()
     assert csv[0].startswith("C,area,cells") and len(csv) == 3
     for name in ("area_vs_C.png", "fmax_vs_C.png"):
@@ -151,6 +157,7 @@ def test_gate_level_netlist_matches_golden_and_rtl_cycles(synth_dir: Path,
                                        "--programs", "1", "--rows", "5", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    assert data == json.loads((synth_dir / "gls.json").read_text())
     assert data["passed"] and len(data["cases"]) == 2
     stalls = [c for c in data["cases"] if c["mode"] == "stalls"][0]
     assert stalls["gate_cycles"] == stalls["rtl_cycles"] and stalls["gate_cycles"]["stall"] > 0
@@ -163,6 +170,7 @@ def test_qflow_places_and_routes_a_tiny_configuration(synth_dir: Path,
                                        "--run-dir", str(synth_dir), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    assert data == json.loads((synth_dir / "pnr.json").read_text())
     assert data["failed_routes"] == 0
     assert data["die_area_um2"] > synth.area * 0.5
     assert data["wirelength_um"] > 0 and data["vesta_fmax_mhz"] > 0

@@ -44,16 +44,16 @@ def _write_metrics(folder: Path, **over: object) -> Path:
 def test_metrics_parser_reads_what_orfs_writes(tmp_path: Path) -> None:
     _write_metrics(tmp_path)
     r = parse_metrics(tmp_path)  # searched below the work folder, as ORFS lays it out
-    assert r["instance_area"] == 1234.5 and r["stdcells"] == 987 and r["drc_errors"] == 3
-    assert r["clock_period"] == 5.0 and r["setup_ws"] == -0.5
-    assert r["fmax_mhz"] == pytest.approx(1000.0 / 5.5, rel=1e-4)
-    assert r["power_total"] == 0.0125 and r["platform"] == "sky130hd"
+    assert r.instance_area == 1234.5 and r.stdcells == 987 and r.drc_errors == 3
+    assert r.clock_period == 5.0 and r.setup_ws == -0.5
+    assert r.fmax_mhz == pytest.approx(1000.0 / 5.5, rel=1e-4)
+    assert r.power_total == 0.0125 and r.platform == "sky130hd"
 
 
 def test_metrics_in_picoseconds_give_fmax_in_mhz(tmp_path: Path) -> None:
     _write_metrics(tmp_path, constraints__clocks__details=["clk: 400.0"],
                    finish__timing__setup__ws=0, run__flow__platform__time_units="1ps")
-    assert parse_metrics(tmp_path)["fmax_mhz"] == pytest.approx(2500.0)
+    assert parse_metrics(tmp_path).fmax_mhz == pytest.approx(2500.0)
 
 
 def test_unfinished_or_corrupt_metrics_are_one_line_errors(tmp_path: Path) -> None:
@@ -72,12 +72,13 @@ def test_metrics_parser_reads_the_reference_orfs_run() -> None:
     if not FIXTURE.is_dir():
         pytest.skip(f"shared ORFS fixture {FIXTURE} is absent (a user's own clone)")
     r = parse_metrics(FIXTURE)
-    assert r["design"] == "halut_matmul" and r["platform"] == "nangate45"
-    assert r["instance_area"] == 128816 and r["stdcells"] == 65496
-    assert r["setup_ws"] == 0 and r["clock_period"] == 6.0
-    assert r["fmax_mhz"] == pytest.approx(166.67, abs=0.01)
-    assert r["power_total"] == pytest.approx(0.0645625) and r["drc_errors"] == 0
-    mods = r["synth_modules"]
+    assert r.design == "halut_matmul" and r.platform == "nangate45"
+    assert r.instance_area == 128816 and r.stdcells == 65496
+    assert r.setup_ws == 0 and r.clock_period == 6.0
+    assert r.fmax_mhz == pytest.approx(166.67, abs=0.01)
+    assert r.power_total == pytest.approx(0.0645625) and r.drc_errors == 0
+    mods = r.synth_modules
+    assert mods is not None
     assert mods["(top)"]["area"] == pytest.approx(102554.704)
     assert mods["halut_encoder_4__14165950175422880097"]["cells"] == 10297
 
@@ -96,7 +97,7 @@ def test_orfs_config_and_sdc_follow_orfs_conventions(tmp_path: Path) -> None:
     generic = tmp_path / "generic.v"
     generic.write_text("module halut_accel(input clk_i); endmodule\n")
     res = run_orfs(TINY, generic, tmp_path, platform="asap7", period_ns=2.0, run=False)
-    assert res["ran"] is False
+    assert res.ran is False
     cfg = (tmp_path / "orfs" / "config.mk").read_text()
     for var in ("DESIGN_NAME = halut_accel", "PLATFORM = asap7", "VERILOG_FILES = /",
                 "SDC_FILE = /", "CORE_UTILIZATION = ", "PLACE_DENSITY = "):
@@ -335,13 +336,15 @@ def test_gls_seed_must_not_be_negative(tmp_path: Path) -> None:
 
 
 def test_gls_names_missing_harness_ports_before_a_build(tmp_path: Path) -> None:
-    from flows.hw.gls import HARNESS_PORTS, check_netlist_ports
+    from emulator.hwif import ports
+    from flows.hw.gls import check_netlist_ports
 
+    harness = ports(TINY.C, TINY.K, TINY.M, TINY.threshold_format, TINY.out_lanes)
     good = tmp_path / "good.v"
-    good.write_text("module halut_accel(" + ", ".join(HARNESS_PORTS) + ");\n"
-                    + "".join(f"  {'output' if p.endswith('_o') else 'input'} "
-                              f"{'[3:0] ' if 'data' in p else ''}{p};\n"
-                              for p in HARNESS_PORTS) + "endmodule\n")
+    good.write_text("module halut_accel(" + ", ".join(p.name for p in harness) + ");\n"
+                    + "".join(f"  {p.direction} "
+                              f"{f'[{p.width - 1}:0] ' if p.width > 1 else ''}{p.name};\n"
+                              for p in harness) + "endmodule\n")
     check_netlist_ports(good)
     bad = tmp_path / "netlist.v"
     bad.write_text("module halut_accel(clk_i, o);\n  input clk_i;\n  output o;\nendmodule\n")
@@ -380,7 +383,7 @@ def test_a_sweep_point_is_not_reused_when_the_rtl_changed(tmp_path: Path,
                                       "area": 1.0, "cells": 2, "fmax_mhz": 3.0})
     monkeypatch.setenv("PATH", str(tmp_path))  # no OpenSTA: only a reuse can succeed
     res = sweep(["C=2", "K=2"], grid, tmp_path / "sw", sources=[rtl])
-    assert res["rows"][0]["reused"] and res["rows"][0]["area"] == 1.0
+    assert res.rows[0].reused and res.rows[0].area == 1.0
     rtl.write_text("module halut_accel; wire w; endmodule\n")  # the RTL changed
     with pytest.raises(HalutError, match="OpenSTA"):  # so the point must run again
         sweep(["C=2", "K=2"], grid, tmp_path / "sw", sources=[rtl])

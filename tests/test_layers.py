@@ -12,9 +12,9 @@ from emulator import golden
 from emulator.layers import LayerModel, run_conv2d, run_linear, run_rows
 from emulator.params import RtlParams
 from emulator.vectors import random_activations, random_program
+from learning.conv import Conv2dGeometry, im2col
 from learning.errors import HalutError
 from learning.program import HardwareProgram
-from learning.conv import Conv2dGeometry, im2col
 
 GEOMETRIES = [  # (Cin, H, W, kernel, stride, padding, dilation)
     (3, 7, 6, 3, 1, 1, 1),

@@ -1,4 +1,5 @@
-"""What every hardware flow shares: the RTL sources, run directories and result files."""
+"""What every hardware flow shares: the RTL sources, run directories and result files (the
+:class:`JsonRecord` base of every flow's typed result)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,6 @@ from emulator.params import RtlParams
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
-TOP = "halut_accel"
 RUNS_DIR = Path("runs")
 # The surroundings assumed by synthesis (``abc -constr``) and by timing (the SDC): inputs
 # driven by this cell, outputs loading this many pF. Both flows must agree on them.
@@ -111,6 +112,59 @@ def stage_sources(files: Sequence[Path], run_dir: Path, sub: str = "src") -> lis
 
 def params_dict(params: RtlParams) -> dict[str, Any]:
     return dataclasses.asdict(params)
+
+
+# field metadata keys of :func:`json_field`
+_JSON_NAME = "json_name"
+_OMIT_NONE = "omit_none"
+_FLATTEN = "flatten"
+
+
+def json_field(*, name: str | None = None, omit_none: bool = False, flatten: bool = False,
+               **kwargs: Any) -> Any:
+    """A :func:`dataclasses.field` of a :class:`JsonRecord` that says how it goes into the
+    JSON: under ``name`` (a key that is no Python name, e.g. ``def``), left out when it is
+    None (``omit_none``: a key that only some runs write), or with its own keys merged into
+    the record's (``flatten``: a nested record or dict, in its place). ``kwargs`` go to
+    :func:`dataclasses.field` (``default``, ``init``, ...)."""
+    meta: dict[str, Any] = {_OMIT_NONE: omit_none, _FLATTEN: flatten}
+    if name is not None:
+        meta[_JSON_NAME] = name
+    return field(metadata=meta, **kwargs)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every nested record (anything with ``to_dict``) as its dict and tuples
+    as lists: what the JSON file holds once read back."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class JsonRecord:
+    """Base of the flows' typed results and their parts: :meth:`to_dict` is the JSON object a
+    flow writes into its run directory (``<flow>.json``) and ``--json`` prints.
+
+    Each field is a key, in declaration order, under its own name; nested records become
+    objects. :func:`json_field` renames a field, leaves it out when None, or merges its keys
+    into the record's."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = _plain(getattr(self, f.name))
+            if value is None and f.metadata.get(_OMIT_NONE):
+                continue
+            if f.metadata.get(_FLATTEN):
+                out.update(value)
+            else:
+                out[f.metadata.get(_JSON_NAME, f.name)] = value
+        return out
 
 
 def write_json(path: Path, obj: Any) -> None:

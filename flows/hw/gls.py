@@ -1,11 +1,12 @@
 """Gate-level check: the synthesized netlist must simulate exactly like the RTL.
 
 Yosys silently miscompiles some SystemVerilog (TOOLCHAIN.md), so the netlist of
-:mod:`flows.hw.synth` (cells of the Liberty library, top renamed back to ``halut_accel`` with
-the agreed ports) is Verilated together with the library's Verilog cell models
-(osu018_stdcells.v: gate primitives and a ``udp_dff`` UDP, which Verilator 5.048 simulates;
-the build passes ``-Wno-fatal`` so the models' style warnings do not stop it) and driven by
-the same batch harness as the RTL (:func:`emulator.rtl.run_rtl` with ``sources=``).
+:mod:`flows.hw.synth` (cells of the Liberty library, top renamed back to
+:data:`emulator.hwif.TOP` with the agreed ports) is Verilated together with the library's
+Verilog cell models (osu018_stdcells.v: gate primitives and a ``udp_dff`` UDP, which
+Verilator 5.048 simulates; the build passes ``-Wno-fatal`` so the models' style warnings do
+not stop it) and driven by the same batch harness as the RTL (:func:`emulator.rtl.run_rtl`
+with ``sources=``).
 
 For each random program (:func:`emulator.vectors.random_program`) and activations
 (:func:`emulator.vectors.random_activations`, with ties on thresholds) the check requires:
@@ -23,35 +24,72 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from emulator import golden
+from emulator.cycles import CycleReport
+from emulator.hwif import TOP, port_names
 from emulator.params import RtlParams
 from emulator.rtl import run_rtl
 from emulator.vectors import random_activations, random_program
 from flows import tools
-from flows.hw.common import check_period, params_dict, write_json
-from flows.hw.sta import DATA_INPUTS, DATA_OUTPUTS
+from flows.hw.common import JsonRecord, check_period, params_dict, write_json
 from flows.hw.synth import synthesize
 from learning.errors import HalutError
 
-HARNESS_PORTS = ("clk_i", "rst_ni", *DATA_INPUTS, *DATA_OUTPUTS)
 _PORT = re.compile(r"^\s*(?:input|output)\s+(?:(?:wire|reg)\s+)?(?:\[[^\]]*\]\s*)?(\w+)\s*;",
                    re.MULTILINE)
 
 
 def check_netlist_ports(netlist: Path) -> None:
     """A one-line error when the synthesized ``netlist`` lacks a port the batch harness
-    drives (RTL whose top is not the accelerator's interface), before any Verilator build."""
+    drives (every port of :func:`emulator.hwif.port_names`: RTL whose top is not the
+    accelerator's interface), before any Verilator build."""
     ports = set(_PORT.findall(netlist.read_text(errors="replace")))
-    missing = [p for p in HARNESS_PORTS if p not in ports]
+    missing = [p for p in port_names() if p not in ports]
     if missing:
         raise HalutError(f"the netlist {netlist.name} lacks the harness ports "
-                         f"{', '.join(missing)}: the gate-level check needs halut_accel's "
+                         f"{', '.join(missing)}: the gate-level check needs {TOP}'s "
                          "interface")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlsCase(JsonRecord):
+    """One run of one program on the netlist: its cycles, the RTL's, and whether both agree
+    (values with golden, cycles with the RTL)."""
+
+    program: int
+    mode: Literal["free", "stalls"]
+    rows: int
+    ok: bool
+    gate_cycles: CycleReport | None
+    rtl_cycles: CycleReport | None
+    # the first row whose accumulators (else outputs) differ from golden; None when none
+    first_bad_row: int | None
+    rtl_matches_golden: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlsResult(JsonRecord):
+    """The gate-level check (``gls.json``): ``passed`` when every case is ok; otherwise
+    ``first_failure`` names the first bad program and row (or cycle report)."""
+
+    params: dict[str, Any]
+    passed: bool
+    first_failure: str
+    cases: list[GlsCase]
+    programs: int
+    rows: int
+    seed: int
+    netlist: str
+    cells: int
+    cell_models: str
+    seconds: float
+    run_dir: str
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -71,9 +109,10 @@ def first_difference(got: np.ndarray, want: np.ndarray) -> int | None:
 def gate_level_check(params: RtlParams, run_dir: Path, *,
                      sources: Sequence[str | os.PathLike[str]] | None = None,
                      programs: int = 2, rows: int = 6, seed: int = 0,
-                     stalls: float = 0.25, period_ns: float = 10.0) -> dict[str, Any]:
+                     stalls: float = 0.25, period_ns: float = 10.0) -> GlsResult:
     """Synthesize (reusing a finished synthesis in ``run_dir``), then compare the netlist
-    against golden (values) and the RTL (cycles). Writes ``gls.json``; ``passed`` says it."""
+    against golden (values) and the RTL (cycles). Writes ``gls.json``
+    (:meth:`GlsResult.to_dict`); ``passed`` says it."""
     if programs < 1 or rows < 1:
         raise HalutError(f"programs and rows must be >= 1, got {programs} and {rows}")
     if seed < 0:
@@ -86,16 +125,18 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
     gate_sources = [Path(synth.netlist), cells]
     rng = np.random.default_rng(seed)
     D = max(params.C, 2 * params.C)
-    cases: list[dict[str, Any]] = []
+    cases: list[GlsCase] = []
     passed = True
     first_failure = ""
     t0 = time.monotonic()
+    modes: tuple[tuple[Literal["free", "stalls"], float | None], ...] = (
+        ("free", None), ("stalls", stalls if stalls > 0 else None))
     for i in range(programs):
         program = random_program(rng, params.C, params.K, params.M, D,
                                  params.threshold_format, params.lut_format)
         A = random_activations(rng, program, rows)
         want = golden.run(program, A)
-        for mode, stall in (("free", None), ("stalls", stalls if stalls > 0 else None)):
+        for mode, stall in modes:
             if mode == "stalls" and stall is None:
                 continue
             run_seed = int(rng.integers(0, 2**31 - 1))
@@ -103,16 +144,17 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
                                     "seed": run_seed}
             rtl = run_rtl(program, A, sources=sources, **opts)
             gate = run_rtl(program, A, sources=gate_sources, **opts)
+            if gate.acc is None or rtl.acc is None:  # the RTL backend always returns them
+                raise HalutError("the RTL simulation returned no accumulators")
             row_acc = first_difference(gate.acc, want.acc)
             row_y = first_difference(gate.y, want.y)
             rtl_row = first_difference(rtl.acc, want.acc)
             same_cycles = gate.cycles == rtl.cycles
             ok = row_acc is None and row_y is None and same_cycles
-            case = {"program": i, "mode": mode, "rows": rows, "ok": ok,
-                    "gate_cycles": gate.cycles.to_dict() if gate.cycles else None,
-                    "rtl_cycles": rtl.cycles.to_dict() if rtl.cycles else None,
-                    "first_bad_row": row_acc if row_acc is not None else row_y,
-                    "rtl_matches_golden": rtl_row is None}
+            case = GlsCase(program=i, mode=mode, rows=rows, ok=ok, gate_cycles=gate.cycles,
+                           rtl_cycles=rtl.cycles,
+                           first_bad_row=row_acc if row_acc is not None else row_y,
+                           rtl_matches_golden=rtl_row is None)
             if not ok and passed:
                 passed = False
                 if row_acc is not None or row_y is not None:
@@ -122,13 +164,13 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
                                      f"golden: acc {_bits(gate.acc[r]).tolist()} != "
                                      f"{_bits(want.acc[r]).tolist()}")
                 else:
+                    d = case.to_dict()
                     first_failure = (f"program {i} ({mode}): netlist cycles "
-                                     f"{case['gate_cycles']} != RTL cycles {case['rtl_cycles']}")
+                                     f"{d['gate_cycles']} != RTL cycles {d['rtl_cycles']}")
             cases.append(case)
-    result: dict[str, Any] = {
-        "params": params_dict(params), "passed": passed, "first_failure": first_failure,
-        "cases": cases, "programs": programs, "rows": rows, "seed": seed,
-        "netlist": synth.netlist, "cells": synth.cells, "cell_models": str(cells),
-        "seconds": round(time.monotonic() - t0, 1), "run_dir": str(run_dir)}
-    write_json(run_dir / "gls.json", result)
+    result = GlsResult(
+        params=params_dict(params), passed=passed, first_failure=first_failure, cases=cases,
+        programs=programs, rows=rows, seed=seed, netlist=synth.netlist, cells=synth.cells,
+        cell_models=str(cells), seconds=round(time.monotonic() - t0, 1), run_dir=str(run_dir))
+    write_json(run_dir / "gls.json", result.to_dict())
     return result

@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.hwif import TOP
 from emulator.params import RtlParams
 from emulator.verilator import build_env, find_verilator
 from flows import tools
-from flows.hw.common import TOP, params_dict, rtl_sources, write_json
+from flows.hw.common import JsonRecord, params_dict, rtl_sources, write_json
 
 _MSG = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: (.*)$")
 
 
 @dataclass(frozen=True)
-class LintResult:
+class LintResult(JsonRecord):
+    """Verilator's messages for one parameter set (``lint.json``)."""
+
     params: dict[str, Any]
     passed: bool
     warnings: list[dict[str, str]]
@@ -33,9 +36,6 @@ class LintResult:
     seconds: float
     run_dir: str
     log: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def parse_messages(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -58,7 +58,8 @@ def parse_messages(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]
 def lint(params: RtlParams, run_dir: Path, *,
          sources: Sequence[str | os.PathLike[str]] | None = None,
          timeout: float | None = 600) -> LintResult:
-    """Lint ``halut_accel`` with ``params``; writes ``lint.log`` and ``lint.json``."""
+    """Lint the accelerator's top (:data:`emulator.hwif.TOP`) with ``params``; writes
+    ``lint.log`` and ``lint.json``."""
     files = rtl_sources(sources)
     v = find_verilator()
     gparams = [f"-G{k}={val}" for k, val in params.verilog_parameters().items()]

@@ -23,16 +23,19 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from emulator.hwif import TOP
 from emulator.params import RtlParams
 from flows import tools
 from flows.hw.common import (
-    TOP,
+    JsonRecord,
     check_io_fraction,
     check_period,
     check_timeout,
+    json_field,
     params_dict,
     write_json,
 )
@@ -47,23 +50,66 @@ PLATFORMS: dict[str, dict[str, Any]] = {
     "asap7": {"time_scale": 1000.0, "utilization": 40, "density": 0.60},
 }
 
+_METRICS_KEY = "orfs_metrics_key"
+
+
+def _metric(key: str) -> Any:
+    """A figure of :class:`OrfsMetrics`, read from ``metadata.json``'s ``key`` (a number, or
+    None when ORFS did not write it)."""
+    return field(metadata={_METRICS_KEY: key})
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrfsMetrics(JsonRecord):
+    """The key figures of a finished ORFS run (:func:`parse_metrics`), in the platform's
+    units (``units``: e.g. um^2, ns, W)."""
+
+    metrics_file: str
+    design: str | None
+    platform: str | None
+    setup_ws: float | None = _metric("finish__timing__setup__ws")
+    setup_tns: float | None = _metric("finish__timing__setup__tns")
+    instance_area: float | None = _metric("finish__design__instance__area")
+    stdcells: float | None = _metric("finish__design__instance__count__stdcell")
+    utilization: float | None = _metric("finish__design__instance__utilization")
+    die_area: float | None = _metric("finish__design__die__area")
+    core_area: float | None = _metric("finish__design__core__area")
+    drc_errors: float | None = _metric("detailedroute__route__drc_errors")
+    wirelength: float | None = _metric("detailedroute__route__wirelength")
+    power_total: float | None = _metric("finish__power__total")
+    power_internal: float | None = _metric("finish__power__internal__total")
+    power_switching: float | None = _metric("finish__power__switching__total")
+    power_leakage: float | None = _metric("finish__power__leakage__total")
+    synth_area: float | None = _metric("synth__design__instance__area__stdcell")
+    units: dict[str, Any]
+    clock_period: float | None
+    fmax_mhz: float | None
+    # per-module ``{"cells", "area"}`` of the ``synth_stat.txt`` beside the metrics, if any
+    synth_modules: dict[str, dict[str, float]] | None = json_field(omit_none=True,
+                                                                   default=None)
+
+
 # the figures a report shows: (name, metrics key)
-KEY_METRICS: tuple[tuple[str, str], ...] = (
-    ("setup_ws", "finish__timing__setup__ws"),
-    ("setup_tns", "finish__timing__setup__tns"),
-    ("instance_area", "finish__design__instance__area"),
-    ("stdcells", "finish__design__instance__count__stdcell"),
-    ("utilization", "finish__design__instance__utilization"),
-    ("die_area", "finish__design__die__area"),
-    ("core_area", "finish__design__core__area"),
-    ("drc_errors", "detailedroute__route__drc_errors"),
-    ("wirelength", "detailedroute__route__wirelength"),
-    ("power_total", "finish__power__total"),
-    ("power_internal", "finish__power__internal__total"),
-    ("power_switching", "finish__power__switching__total"),
-    ("power_leakage", "finish__power__leakage__total"),
-    ("synth_area", "synth__design__instance__area__stdcell"),
-)
+KEY_METRICS: tuple[tuple[str, str], ...] = tuple(
+    (f.name, f.metadata[_METRICS_KEY]) for f in fields(OrfsMetrics) if _METRICS_KEY in f.metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrfsResult(JsonRecord):
+    """The ORFS step (``pnr.json``): the design files written and, when ORFS ran
+    (``ran``), its log, time and figures (the keys of :class:`OrfsMetrics` merged in; its
+    ``platform`` is the one the metrics name)."""
+
+    tool: str = json_field(default="orfs", init=False)
+    params: dict[str, Any]
+    platform: str
+    period_ns: float
+    config: str
+    run_dir: str
+    seconds: float | None = json_field(omit_none=True, default=None)
+    ran: bool
+    log: str | None = json_field(omit_none=True, default=None)
+    metrics: OrfsMetrics | None = json_field(flatten=True, omit_none=True, default=None)
 
 
 def orfs_settings(platform: str, utilization: float | None = None,
@@ -164,7 +210,7 @@ def clock_period(metrics: dict[str, Any]) -> float | None:
     return None
 
 
-def parse_metrics(path: Path) -> dict[str, Any]:
+def parse_metrics(path: Path) -> OrfsMetrics:
     """The key figures of an ORFS run from its ``metadata.json`` (a file or a folder to
     search), plus the per-module areas of a ``synth_stat.txt`` beside it when present.
 
@@ -181,26 +227,23 @@ def parse_metrics(path: Path) -> dict[str, Any]:
         raise HalutError(f"{f} is not an ORFS metrics JSON object")
     if "finish__design__instance__area" not in metrics:
         raise HalutError(f"{f} has no finish__* metrics: the ORFS run did not finish")
-    out: dict[str, Any] = {"metrics_file": str(f), "design": metrics.get("run__flow__design"),
-                           "platform": metrics.get("run__flow__platform")}
-    for name, key in KEY_METRICS:
-        out[name] = _num(metrics.get(key))
+    figures = {name: _num(metrics.get(key)) for name, key in KEY_METRICS}
     units = {k.removeprefix("run__flow__platform__").removesuffix("_units"): v
              for k, v in metrics.items()
              if k.startswith("run__flow__platform__") and k.endswith("_units")}
-    out["units"] = units
     period = clock_period(metrics)
-    out["clock_period"] = period
-    ws = out["setup_ws"]
+    ws = figures["setup_ws"]
+    fmax = None
     if period is not None and ws is not None and period - ws > 0:
         scale = 1000.0 if str(units.get("time", "1ns")).endswith("ps") else 1.0
-        out["fmax_mhz"] = round(1000.0 * scale / (period - ws), 2)
-    else:
-        out["fmax_mhz"] = None
+        fmax = round(1000.0 * scale / (period - ws), 2)
     stat = f.parent / "synth_stat.txt"
-    if stat.is_file():
-        out["synth_modules"] = parse_yosys_stat_text(stat.read_text(errors="replace"))
-    return out
+    return OrfsMetrics(
+        metrics_file=str(f), design=metrics.get("run__flow__design"),
+        platform=metrics.get("run__flow__platform"), **figures, units=units,
+        clock_period=period, fmax_mhz=fmax,
+        synth_modules=(parse_yosys_stat_text(stat.read_text(errors="replace"))
+                       if stat.is_file() else None))
 
 
 def parse_yosys_stat_text(text: str) -> dict[str, dict[str, float]]:
@@ -227,8 +270,9 @@ def parse_yosys_stat_text(text: str) -> dict[str, dict[str, float]]:
 def run_orfs(params: RtlParams, generic: Path, run_dir: Path, *, platform: str = "nangate45",
              period_ns: float = 10.0, io_fraction: float = DEFAULT_IO_FRACTION,
              utilization: float | None = None, density: float | None = None,
-             run: bool = True, timeout: float | None = None) -> dict[str, Any]:
-    """Write the ORFS design and, with ``run``, run ORFS and parse its metrics."""
+             run: bool = True, timeout: float | None = None) -> OrfsResult:
+    """Write the ORFS design and, with ``run``, run ORFS and parse its metrics; writes
+    ``pnr.json`` (:meth:`OrfsResult.to_dict`)."""
     check_period(period_ns)
     check_io_fraction(io_fraction)
     orfs_settings(platform, utilization, density)
@@ -236,12 +280,12 @@ def run_orfs(params: RtlParams, generic: Path, run_dir: Path, *, platform: str =
     flow = tools.find_orfs() if run else None
     cfg = write_design(params, generic, run_dir, platform=platform, period_ns=period_ns,
                        io_fraction=io_fraction, utilization=utilization, density=density)
-    result: dict[str, Any] = {"tool": "orfs", "params": params_dict(params),
-                              "platform": platform, "period_ns": period_ns,
-                              "config": str(cfg), "run_dir": str(run_dir)}
+    design: dict[str, Any] = {"params": params_dict(params), "platform": platform,
+                              "period_ns": period_ns, "config": str(cfg),
+                              "run_dir": str(run_dir)}
     if flow is None:
-        result["ran"] = False
-        write_json(run_dir / "pnr.json", result)
+        result = OrfsResult(**design, ran=False)
+        write_json(run_dir / "pnr.json", result.to_dict())
         return result
     work = (run_dir / "orfs" / "work").resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -252,9 +296,7 @@ def run_orfs(params: RtlParams, generic: Path, run_dir: Path, *, platform: str =
     tools.run_tool(base, cwd=run_dir, log=log, env=env, timeout=timeout, what="ORFS make")
     tools.run_tool([*base, "metadata"], cwd=run_dir, log=run_dir / "orfs_metadata.log",
                    env=env, timeout=timeout, check=False, what="ORFS make metadata")
-    result["seconds"] = round(time.monotonic() - t0, 1)
-    result["ran"] = True
-    result["log"] = str(log)
-    result.update(parse_metrics(work))
-    write_json(run_dir / "pnr.json", result)
+    result = OrfsResult(**design, seconds=round(time.monotonic() - t0, 1), ran=True,
+                        log=str(log), metrics=parse_metrics(work))
+    write_json(run_dir / "pnr.json", result.to_dict())
     return result

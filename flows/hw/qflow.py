@@ -19,21 +19,23 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from emulator.hwif import TOP
 from emulator.params import RtlParams
 from flows import tools
 from flows.hw.common import (
-    TOP,
+    JsonRecord,
     check_io_fraction,
     check_period,
     check_timeout,
+    json_field,
     params_dict,
     write_json,
 )
-from flows.hw.sta import DEFAULT_IO_FRACTION, run_sta
+from flows.hw.sta import DEFAULT_IO_FRACTION, StaResult, run_sta
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
@@ -130,32 +132,83 @@ def clean_sdf(text: str) -> tuple[str, int]:
     return fixed.replace("<", "[").replace(">", "]"), dropped
 
 
+@dataclass(frozen=True, kw_only=True)
+class PostRouteSta(JsonRecord):
+    """The figures of :class:`~flows.hw.sta.StaResult` a place-and-route result keeps (the
+    full result is ``post_route_sta.json``)."""
+
+    period_ns: float
+    wns_ns: float
+    tns_ns: float
+    fmax_mhz: float
+    min_period_ns: float
+    critical_path: dict[str, Any]
+    power_w: dict[str, float]
+
+    @classmethod
+    def from_sta(cls, sta: StaResult) -> PostRouteSta:
+        return cls(**{f.name: getattr(sta, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostRouteTiming(JsonRecord):
+    """OpenSTA on the routed design: the figures, or why there are none. Keys that a run
+    did not reach are left out of the JSON."""
+
+    # INTERCONNECT entries dropped from qflow's SDF (:func:`clean_sdf`); None: no SDF read
+    sdf_unnamed_sinks_dropped: int | None = json_field(omit_none=True, default=None)
+    skipped: str | None = json_field(name="post_route_sta_skipped", omit_none=True,
+                                     default=None)
+    sta: PostRouteSta | None = json_field(name="post_route_sta", omit_none=True, default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QflowResult(JsonRecord):
+    """A qflow place-and-route (``pnr.json``): the routed DEF's figures (um), vesta's fmax
+    and the post-route OpenSTA figures (their keys merged in, see :class:`PostRouteTiming`)."""
+
+    tool: str = json_field(default="qflow", init=False)
+    params: dict[str, Any]
+    returncode: int
+    seconds: float
+    run_dir: str
+    log: str
+    def_path: str = json_field(name="def")
+    die_area_um2: float
+    die_width_um: float
+    die_height_um: float
+    wirelength_um: float
+    nets: int
+    routed_nets: int
+    components: int
+    cells: int
+    # qrouter's count of nets left unrouted; None when its log has no ``Final:`` line
+    failed_routes: int | None
+    vesta_fmax_mhz: float | None
+    post_route: PostRouteTiming = json_field(flatten=True)
+
+
 def post_route_timing(params: RtlParams, proj: Path, run_dir: Path, *, period_ns: float,
-                      io_fraction: float = DEFAULT_IO_FRACTION) -> dict[str, Any]:
+                      io_fraction: float = DEFAULT_IO_FRACTION) -> PostRouteTiming:
     """OpenSTA on qflow's final netlist in ``proj`` with its SDF back-annotated: the
     ``post_route_sta`` figures, or ``post_route_sta_skipped`` with the reason."""
     netlist = _find(proj, [f"{TOP}.rtlnopwr.v"])
     sdf = _find(proj, [f"{TOP}.sdf"])
     if netlist is None or sdf is None:
-        return {"post_route_sta_skipped": "qflow wrote no final netlist or SDF"}
+        return PostRouteTiming(skipped="qflow wrote no final netlist or SDF")
     text = sdf.read_text(errors="replace")
     if text.count("(") != text.count(")"):
         # seen here: qrouter's SDF of a 2.3k-cell design ended mid-line
-        return {"post_route_sta_skipped": f"qflow's SDF {sdf} is truncated"}
+        return PostRouteTiming(skipped=f"qflow's SDF {sdf} is truncated")
     fixed_text, dropped = clean_sdf(text)
     fixed = run_dir / "qflow_post_route.sdf"
     atomic_write_text(fixed, fixed_text)
-    out: dict[str, Any] = {"sdf_unnamed_sinks_dropped": dropped}
     try:
         post = run_sta(params, netlist, run_dir, period_ns=period_ns, io_fraction=io_fraction,
                        sdf=fixed, name="post_route_sta")
     except HalutError as exc:
-        out["post_route_sta_skipped"] = str(exc)
-        return out
-    out["post_route_sta"] = {k: post.to_dict()[k] for k in
-                             ("period_ns", "wns_ns", "tns_ns", "fmax_mhz", "min_period_ns",
-                              "critical_path", "power_w")}
-    return out
+        return PostRouteTiming(sdf_unnamed_sinks_dropped=dropped, skipped=str(exc))
+    return PostRouteTiming(sdf_unnamed_sinks_dropped=dropped, sta=PostRouteSta.from_sta(post))
 
 
 def check_density(density: float | None) -> float | None:
@@ -167,8 +220,8 @@ def check_density(density: float | None) -> float | None:
 
 def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: float = 10.0,
               io_fraction: float = DEFAULT_IO_FRACTION, density: float | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
-    """Run ``qflow build -T osu018 halut_accel`` on ``generic`` in ``run_dir/qflow``.
+              timeout: float | None = None) -> QflowResult:
+    """Run ``qflow build -T osu018 <top>`` on ``generic`` in ``run_dir/qflow``.
 
     Parameters
     ----------
@@ -213,17 +266,15 @@ def run_qflow(params: RtlParams, generic: Path, run_dir: Path, *, period_ns: flo
         vesta += p.read_text(errors="replace")
     fm = re.findall(r"Computed maximum clock frequency \(zero margin\) = ([0-9.]+) MHz",
                     vesta + logtext)
-    result: dict[str, Any] = {
-        "tool": "qflow", "params": params_dict(params), "returncode": run.returncode,
-        "seconds": round(seconds, 1), "run_dir": str(run_dir), "log": str(log),
-        "def": str(def_path), "die_area_um2": round(summary.die_area_um2, 2),
-        "die_width_um": summary.die_width_um, "die_height_um": summary.die_height_um,
-        "wirelength_um": round(summary.wirelength_um, 1), "nets": summary.nets,
-        "routed_nets": summary.routed_nets, "components": summary.components,
-        "cells": summary.components - summary.fill_cells, "failed_routes": failed,
-        "vesta_fmax_mhz": float(fm[-1]) if fm else None,
-    }
-    result.update(post_route_timing(params, proj, run_dir, period_ns=period_ns,
-                                    io_fraction=io_fraction))
-    write_json(run_dir / "pnr.json", result)
+    post_route = post_route_timing(params, proj, run_dir, period_ns=period_ns,
+                                   io_fraction=io_fraction)
+    result = QflowResult(
+        params=params_dict(params), returncode=run.returncode, seconds=round(seconds, 1),
+        run_dir=str(run_dir), log=str(log), def_path=str(def_path),
+        die_area_um2=round(summary.die_area_um2, 2), die_width_um=summary.die_width_um,
+        die_height_um=summary.die_height_um, wirelength_um=round(summary.wirelength_um, 1),
+        nets=summary.nets, routed_nets=summary.routed_nets, components=summary.components,
+        cells=summary.components - summary.fill_cells, failed_routes=failed,
+        vesta_fmax_mhz=float(fm[-1]) if fm else None, post_route=post_route)
+    write_json(run_dir / "pnr.json", result.to_dict())
     return result

@@ -2,13 +2,14 @@
 
 Constraints (written to ``constraint.sdc``, the same for every tool):
 
-* ``create_clock clk`` on ``clk_i`` with the requested period (ideal clock: no clock tree
-  before place-and-route);
-* every data input and output has an external delay of ``io_fraction`` of the period
-  (default 20 %): the accelerator sits between registers of the surrounding system that
-  take that share of the cycle;
-* ``rst_ni`` is a false path: the asynchronous reset is assumed to be synchronised and
-  distributed by a reset tree outside this block (it is not buffered here);
+* ``create_clock clk`` on the clock port (:data:`emulator.hwif.CLOCK`) with the requested
+  period (ideal clock: no clock tree before place-and-route);
+* every data input and output (:data:`emulator.hwif.DATA_INPUTS`, ``DATA_OUTPUTS``) has an
+  external delay of ``io_fraction`` of the period (default 20 %): the accelerator sits
+  between registers of the surrounding system that take that share of the cycle;
+* the reset port (:data:`emulator.hwif.RESET`) is a false path: the asynchronous reset is
+  assumed to be synchronised and distributed by a reset tree outside this block (it is not
+  buffered here);
 * inputs are driven by ``BUFX4``, outputs load 0.01 pF (as ``abc -constr`` at synthesis).
 
 Because the I/O delays scale with the period, ``period - WNS`` is not the minimum period
@@ -26,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.hwif import CLOCK, DATA_INPUTS, DATA_OUTPUTS, RESET, TOP
 from emulator.params import RtlParams
 from flows import tools
 from flows.hw.common import (
     DRIVING_CELL,
     LOAD_PF,
-    TOP,
+    JsonRecord,
     check_io_fraction,
     check_period,
     params_dict,
@@ -40,14 +42,11 @@ from flows.hw.common import (
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 
-DATA_INPUTS = ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data_i",
-               "out_ready_i")
-DATA_OUTPUTS = ("in_ready_o", "out_valid_o", "out_data_o")
 DEFAULT_IO_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
-class StaResult:
+class StaResult(JsonRecord):
     """Timing and power of one netlist at one clock period (times in ns, power in W)."""
 
     params: dict[str, Any]
@@ -72,9 +71,7 @@ class StaResult:
         return self.wns_ns >= 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["met"] = self.met
-        return d
+        return {**super().to_dict(), "met": self.met}
 
 
 def _ports(names: tuple[str, ...]) -> str:
@@ -84,21 +81,22 @@ def _ports(names: tuple[str, ...]) -> str:
 def sdc_text(period_ns: float, io_fraction: float = DEFAULT_IO_FRACTION,
              clock: str = "clk", driving_cell: str | None = DRIVING_CELL,
              load_pf: float = LOAD_PF) -> str:
-    """The project's SDC for ``halut_accel`` at ``period_ns`` (see the module docstring)."""
+    """The project's SDC for the accelerator's top at ``period_ns`` (see the module
+    docstring); every port it names comes from :mod:`emulator.hwif`."""
     check_period(period_ns)
     check_io_fraction(io_fraction)
     io = period_ns * io_fraction
     lines = [
-        f"# halut_accel constraints: clock period {period_ns:g}, I/O delays "
+        f"# {TOP} constraints: clock period {period_ns:g}, I/O delays "
         f"{io_fraction:g} x period",
-        f"create_clock -name {clock} -period {period_ns:.4f} [get_ports clk_i]",
+        f"create_clock -name {clock} -period {period_ns:.4f} [get_ports {CLOCK}]",
         f"set_input_delay {io:.4f} -clock {clock} {_ports(DATA_INPUTS)}",
         f"set_output_delay {io:.4f} -clock {clock} {_ports(DATA_OUTPUTS)}",
-        "set_false_path -from [get_ports rst_ni]",
+        f"set_false_path -from [get_ports {RESET}]",
     ]
     if driving_cell:
         lines.append(f"set_driving_cell -lib_cell {driving_cell} "
-                     f"{_ports((*DATA_INPUTS, 'rst_ni'))}")
+                     f"{_ports((*DATA_INPUTS, RESET))}")
     lines.append(f"set_load {load_pf} [all_outputs]")
     return "\n".join(lines) + "\n"
 
@@ -123,7 +121,7 @@ puts "HALUT_POWER_BEGIN"
 report_power
 puts "HALUT_POWER_END"
 proc halut_constrain {{p}} {{
-  create_clock -name clk -period $p [get_ports clk_i]
+  create_clock -name clk -period $p [get_ports {CLOCK}]
   set_input_delay [expr {{{io_fraction} * $p}}] -clock clk {io_in}
   set_output_delay [expr {{{io_fraction} * $p}}] -clock clk {io_out}
 }}

@@ -11,19 +11,23 @@ interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from emulator.params import RtlParams, parse_assignments
 from flows import tools
 from flows.hw.common import (
+    JsonRecord,
     check_io_fraction,
     check_period,
+    json_field,
     params_dict,
     read_json,
     rtl_sources,
@@ -33,8 +37,104 @@ from flows.hw.common import (
 from learning.atomic import atomic_write_bytes, atomic_write_text
 from learning.errors import HalutError
 
-COLUMNS = ("area", "cells", "flip_flops", "fmax_mhz", "wns_ns", "power_w",
-           "die_area_um2", "wirelength_um", "vesta_fmax_mhz", "seconds")
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSettings(JsonRecord):
+    """What a point's figures depend on besides its parameters: a finished point is reused
+    only when its ``settings`` are these (``rtl_digest``: :func:`~flows.hw.common.
+    sources_digest` of the RTL)."""
+
+    period_ns: float
+    io_fraction: float
+    pnr: bool
+    rtl_digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointPnr(JsonRecord):
+    """The qflow figures of a point (``--pnr``)."""
+
+    die_area_um2: float
+    wirelength_um: float
+    vesta_fmax_mhz: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPoint(JsonRecord):
+    """One point's figures (``points/<tag>/point.json``); the qflow keys only with ``--pnr``."""
+
+    params: dict[str, Any]
+    settings: SweepSettings
+    area: float
+    cells: int
+    flip_flops: int
+    fmax_mhz: float
+    wns_ns: float
+    power_w: float | None
+    seconds: float
+    pnr: PointPnr | None = json_field(flatten=True, omit_none=True, default=None)
+
+
+_COLUMN = "sweep_column"
+
+
+def _column() -> Any:
+    """A figure of the sweep table (a column of ``sweep.csv``)."""
+    return field(metadata={_COLUMN: True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepRow(JsonRecord):
+    """One row of the sweep table: the swept values (one key per swept parameter, as given
+    on the grid), the figures (:data:`COLUMNS`; None where the point has none), whether the
+    point was reused from an earlier sweep, and its full parameters."""
+
+    values: dict[str, str] = json_field(flatten=True)
+    area: float | None = _column()
+    cells: int | None = _column()
+    flip_flops: int | None = _column()
+    fmax_mhz: float | None = _column()
+    wns_ns: float | None = _column()
+    power_w: float | None = _column()
+    die_area_um2: float | None = _column()
+    wirelength_um: float | None = _column()
+    vesta_fmax_mhz: float | None = _column()
+    seconds: float | None = _column()
+    reused: bool
+    params: dict[str, Any]
+
+    @classmethod
+    def from_point(cls, values: Mapping[str, str], point: Mapping[str, Any], reused: bool
+                   ) -> SweepRow:
+        """The row of a point's ``point.json`` object (figures it lacks are None)."""
+        return cls(values=dict(values), **{c: point.get(c) for c in COLUMNS}, reused=reused,
+                   params=point["params"])
+
+
+#: the figures of a sweep, in table order
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SweepRow) if f.metadata.get(_COLUMN))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridAxis(JsonRecord):
+    """One swept parameter and its values, as given (``--grid NAME=V1,V2``)."""
+
+    name: str
+    values: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepResult(JsonRecord):
+    """A sweep (``sweep.json``): the base assignments, the grid, the settings, one row per
+    point in grid order, and the plots drawn."""
+
+    base: list[str]
+    grid: list[GridAxis]
+    settings: SweepSettings
+    rows: list[SweepRow]
+    run_dir: str
+    # the plot files; None (left out) in the sweep.json written before they are drawn
+    plots: list[str] | None = json_field(omit_none=True, default=None)
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -70,58 +170,61 @@ def grid_points(base: Sequence[str], grid: Sequence[tuple[str, list[str]]]
     return out
 
 
-def run_point(params: RtlParams, point_dir: str, settings: dict[str, Any],
-              sources: list[str] | None) -> dict[str, Any]:
-    """Synthesis + STA (+ qflow) for one point; writes and returns ``point.json``'s row."""
+def run_point(params: RtlParams, point_dir: str, settings: SweepSettings,
+              sources: list[str] | None) -> SweepPoint:
+    """Synthesis + STA (+ qflow) for one point; writes ``point.json``."""
     from flows.hw.sta import run_sta
     from flows.hw.synth import synthesize
 
     d = Path(point_dir)
-    period = float(settings["period_ns"])
+    period = float(settings.period_ns)
     s = synthesize(params, d, sources=sources, period_ns=period, reuse=True,
                    breakdown=False)
     t = run_sta(params, Path(s.netlist), d, period_ns=period,
-                io_fraction=float(settings["io_fraction"]))
-    row: dict[str, Any] = {"params": params_dict(params), "settings": settings,
-                           "area": s.area, "cells": s.cells, "flip_flops": s.flip_flops,
-                           "fmax_mhz": t.fmax_mhz, "wns_ns": round(t.wns_ns, 4),
-                           "power_w": t.power_w.get("total"),
-                           "seconds": round(s.seconds + t.seconds, 2)}
-    if settings.get("pnr"):
+                io_fraction=float(settings.io_fraction))
+    seconds = round(s.seconds + t.seconds, 2)
+    pnr = None
+    if settings.pnr:
         from flows.hw.qflow import run_qflow
 
         q = run_qflow(params, Path(s.generic), d, period_ns=period,
-                      io_fraction=float(settings["io_fraction"]))
-        row.update(die_area_um2=q["die_area_um2"], wirelength_um=q["wirelength_um"],
-                   vesta_fmax_mhz=q["vesta_fmax_mhz"])
-        row["seconds"] = round(row["seconds"] + q["seconds"], 1)
-    write_json(d / "point.json", row)
-    return row
+                      io_fraction=float(settings.io_fraction))
+        pnr = PointPnr(die_area_um2=q.die_area_um2, wirelength_um=q.wirelength_um,
+                       vesta_fmax_mhz=q.vesta_fmax_mhz)
+        seconds = round(seconds + q.seconds, 1)
+    point = SweepPoint(params=params_dict(params), settings=settings, area=s.area,
+                       cells=s.cells, flip_flops=s.flip_flops, fmax_mhz=t.fmax_mhz,
+                       wns_ns=round(t.wns_ns, 4), power_w=t.power_w.get("total"),
+                       seconds=seconds, pnr=pnr)
+    write_json(d / "point.json", point.to_dict())
+    return point
 
 
-def _finished(point_dir: Path, params: RtlParams, settings: dict[str, Any]
+def _finished(point_dir: Path, params: RtlParams, settings: SweepSettings
               ) -> dict[str, Any] | None:
+    """The ``point.json`` object of a finished point with these parameters and settings."""
     old = read_json(point_dir / "point.json")
-    if old and old.get("params") == params_dict(params) and old.get("settings") == settings:
+    if (old and old.get("params") == params_dict(params)
+            and old.get("settings") == settings.to_dict()):
         return old
     return None
 
 
-def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: dict[str, Any],
-                src: list[str] | None, jobs: int, progress: bool) -> dict[int, dict[str, Any]]:
+def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSettings,
+                src: list[str] | None, jobs: int, progress: bool) -> dict[int, SweepPoint]:
     """Run the points ``todo`` in ``jobs`` processes behind a progress bar. On the first
     failure the waiting points are cancelled (the running ones finish and stay reusable)
     and the bar is cleared, so the error is the only line left."""
     from tqdm import tqdm
 
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[int, SweepPoint] = {}
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
     try:
         futs = {pool.submit(run_point, params, str(pdir), settings, src): i
                 for i, params, pdir in todo}
         for fut in as_completed(futs):
-            rows[futs[fut]] = dict(fut.result(), reused=False)
+            rows[futs[fut]] = fut.result()
             bar.update(1)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -136,31 +239,31 @@ def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: dict[str,
 def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
           jobs: int = 2, period_ns: float = 10.0, io_fraction: float = 0.2,
           pnr: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None,
-          progress: bool = False) -> dict[str, Any]:
+          progress: bool = False) -> SweepResult:
     """Run (or resume) the sweep over ``grid`` on top of the ``NAME=VALUE`` assignments
     ``base``; writes ``sweep.json``, ``sweep.csv`` and ``*.png``.
 
     Everything that can be checked without running a tool (settings, parameters, the RTL
     files, the tools a point needs) is checked before the first point starts. A finished
     point is reused only when its parameters, settings and RTL (a digest of the sources'
-    contents, ``settings["rtl_digest"]``) are the same."""
+    contents, ``settings.rtl_digest``) are the same."""
     if jobs < 1:
         raise HalutError(f"--jobs must be >= 1, got {jobs}")
     check_period(period_ns)
     check_io_fraction(io_fraction)
     points = grid_points(base, grid)
     files = rtl_sources(sources)
-    settings = {"period_ns": period_ns, "io_fraction": io_fraction, "pnr": pnr,
-                "rtl_digest": sources_digest(files)}
+    settings = SweepSettings(period_ns=period_ns, io_fraction=io_fraction, pnr=pnr,
+                             rtl_digest=sources_digest(files))
     src = [str(Path(s).resolve()) for s in sources] if sources is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[int, SweepRow] = {}
     todo = []
-    for i, (_values, params) in enumerate(points):
+    for i, (values, params) in enumerate(points):
         pdir = run_dir / "points" / params.tag()
         done = _finished(pdir, params, settings)
         if done is not None:
-            rows[i] = dict(done, reused=True)
+            rows[i] = SweepRow.from_point(values, done, reused=True)
         else:
             todo.append((i, params, pdir))
     if todo:
@@ -171,24 +274,25 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
         if pnr:
             tools.find_qflow()
             tools.find_osu018("lef")
-        rows.update(_run_points(todo, settings, src, jobs, progress))
+        for i, point in _run_points(todo, settings, src, jobs, progress).items():
+            rows[i] = SweepRow.from_point(points[i][0], point.to_dict(), reused=False)
     swept = [name for name, _ in grid]
-    table = []
-    for i, (values, _params) in enumerate(points):
-        row = rows[i]
-        entry = {**{k: values[k] for k in swept}, **{c: row.get(c) for c in COLUMNS},
-                 "reused": row.get("reused", False), "params": row["params"]}
-        table.append(entry)
-    result = {"base": list(base), "grid": [{"name": n, "values": v} for n, v in grid],
-              "settings": settings, "rows": table, "run_dir": str(run_dir)}
-    write_json(run_dir / "sweep.json", result)
+    result = SweepResult(base=list(base),
+                         grid=[GridAxis(name=n, values=list(v)) for n, v in grid],
+                         settings=settings, rows=[rows[i] for i in range(len(points))],
+                         run_dir=str(run_dir))
+    write_json(run_dir / "sweep.json", result.to_dict())
+    table = [row.to_dict() for row in result.rows]
     atomic_write_text(run_dir / "sweep.csv", to_csv(table, swept))
-    result["plots"] = [str(p) for p in plot_sweep(table, swept, run_dir)]
-    write_json(run_dir / "sweep.json", result)
+    result = dataclasses.replace(
+        result, plots=[str(p) for p in plot_sweep(table, swept, run_dir)])
+    write_json(run_dir / "sweep.json", result.to_dict())
     return result
 
 
 def to_csv(table: Sequence[dict[str, Any]], swept: Sequence[str]) -> str:
+    """``sweep.csv``: the swept values and :data:`COLUMNS` of each row (a
+    :meth:`SweepRow.to_dict`), empty where None."""
     buf = io.StringIO()
     w = csv.writer(buf)
     cols = [*swept, *COLUMNS]

@@ -40,12 +40,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from emulator.hwif import TOP
 from emulator.params import RtlParams
 from flows import tools
 from flows.hw.common import (
     DRIVING_CELL,
     LOAD_PF,
-    TOP,
+    JsonRecord,
     check_period,
     params_dict,
     read_json,
@@ -61,7 +62,7 @@ DEFAULT_PERIOD_NS = 10.0
 
 
 @dataclass(frozen=True)
-class SynthResult:
+class SynthResult(JsonRecord):
     """Totals of a synthesized netlist (areas in the Liberty's area unit, um^2 for osu018)."""
 
     params: dict[str, Any]
@@ -81,9 +82,6 @@ class SynthResult:
     extra: dict[str, Any] = field(default_factory=dict)
     # sha256 of the RTL sources read (:func:`flows.hw.common.sources_digest`)
     sources_digest: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthResult:
