@@ -42,9 +42,8 @@ class _RowsSession:
     def load(self, lo: int, hi: int) -> None:
         return None
 
-    def stream(self, A: np.ndarray, lo: int, hi: int) -> Cell:
-        cell: Cell = self.fn(A)
-        return cell
+    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
+        return [self.fn(A)]
 
     def close(self, *, keep: bool) -> None:
         return None

@@ -28,6 +28,7 @@ from emulator.harness import (
     RESET_CYCLES,
     Handshake,
     StreamCounts,
+    StreamDriver,
     TraceFile,
     config_words,
     rng_state,
@@ -36,7 +37,7 @@ from emulator.hwif import TOP, port_names
 from learning.errors import HalutError
 
 
-class CycleSim:
+class CycleSim(StreamDriver):
     """pyverilator-driven accelerator with the same methods as :class:`BatchSim`.
 
     Parameters
@@ -178,25 +179,25 @@ class CycleSim:
         self._settle()
         return int(a.size)
 
-    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
-               valid: Handshake = Handshake(), ready: Handshake = Handshake(),  # noqa: B008
-               rng: np.ndarray | None = None, max_idle: int = 10_000
-               ) -> tuple[np.ndarray, StreamCounts]:
-        """Same contract as :meth:`emulator.harness.BatchSim.stream`."""
+    def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
+                    t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
+                    ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
+                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+        """Same contract as :meth:`emulator.harness.BatchSim.stream_part`."""
         b = np.asarray(beats, dtype=np.uint32)
         if b.ndim != 2:
             raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
-        n_beats = b.shape[0]
+        n_beats, n_out, out_words = b.shape[0], out.shape[0], out.shape[1]
         shifts = [32 * i for i in range(b.shape[1])]
         values = [sum(int(w) << s for w, s in zip(row, shifts, strict=True)) for row in b]
         state = rng if rng is not None else rng_state(0)
-        out = np.zeros((n_out, out_words), dtype=np.uint32)
-        t = in_idx = out_idx = 0
-        last_in = last_out = -1
+        t = in_idx = 0
+        out_idx = out_start
+        last_in = -1
         last_fire = 0
-        while out_idx < n_out or in_idx < n_beats:
-            want_valid = valid.high(t, state, 0)
-            want_ready = ready.high(t, state, 1)
+        while in_idx < n_beats or (final and out_idx < n_out):
+            want_valid = valid.high(t0 + t, state, 0)
+            want_ready = ready.high(t0 + t, state, 1)
             is_valid = want_valid and in_idx < n_beats
             self._set("in_valid_i", 1 if is_valid else 0)
             self._set("in_data_i", values[in_idx] if is_valid else 0)
@@ -210,7 +211,6 @@ class CycleSim:
                 for i in range(out_words):
                     out[out_idx, i] = self._get_out_word(i)
                 out_idx += 1
-                last_out = t
             if in_fire:
                 in_idx += 1
                 last_in = t
@@ -225,11 +225,13 @@ class CycleSim:
         self._set("in_data_i", 0)
         self._set("out_ready_i", 0)
         self._settle()
-        if self._get_out_valid() != 0:
+        if final and self._get_out_valid() != 0:
             raise HalutError("the accelerator produced more results than rows streamed")
         self._idle()
         self._settle()
-        return out, StreamCounts(in_idx, (last_in + 1) - in_idx, last_out - last_in, t)
+        if final:
+            return out_idx, StreamCounts(in_idx, (last_in + 1) - in_idx, t - (last_in + 1), t)
+        return out_idx, StreamCounts(in_idx, t - in_idx, 0, t)
 
     @property
     def cycle(self) -> int:

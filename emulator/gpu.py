@@ -369,11 +369,11 @@ class GpuSession:
     def load(self, lo: int, hi: int) -> None:
         return None
 
-    def stream(self, A: np.ndarray, lo: int, hi: int) -> Cell:
+    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
         r = run_gpu(self.program, A, **self.backend.options)
         self.last_info = r.info
         assert r.acc is not None
-        return Cell(y=r.y[:, lo:hi], acc=r.acc[:, lo:hi])
+        return [Cell(y=r.y[:, lo:hi], acc=r.acc[:, lo:hi])]
 
     def close(self, *, keep: bool) -> None:
         return None

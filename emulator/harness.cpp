@@ -225,23 +225,30 @@ HX_API int64_t hx_config(void* p, const uint32_t* addr, const uint16_t* data, in
 // valid_thr / ready_thr (0: never) make random bubbles / back-pressure.
 // counts[0..4] = stream, stall, drain, cycles. Returns 0, or -1 when no handshake happened for
 // max_idle cycles (a hang), or -2 when the accelerator offers a result after the last one.
+// One part of a stream: offer beats[0..n_beats) and take results into out[out_idx0..n_out).
+// A part that is not the last (final == 0) returns as soon as its last beat is taken, leaving
+// rows in flight; the next part goes on from there (its results land after out_idx0, the
+// handshake patterns continue at cycle t0 of the stream), so a stream cut into parts takes
+// exactly the cycles of one whole stream, and only the last part drains. counts[5]: stream,
+// stall, drain, cycles of this part, and the results taken so far (out_idx).
 HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uint32_t* out,
               int64_t n_out, int out_words, const uint8_t* valid_pat, int64_t valid_len,
               const uint8_t* ready_pat, int64_t ready_len, uint64_t* rng, uint64_t valid_thr,
-              uint64_t ready_thr, int64_t max_idle, int64_t* counts) {
+              uint64_t ready_thr, int64_t max_idle, int64_t out_idx0, int64_t t0, int final,
+              int64_t* counts) {
     Sim* s = static_cast<Sim*>(p);
     Vhalut_accel* top = s->top;
-    int64_t t = 0, in_idx = 0, out_idx = 0, last_in = -1, last_out = -1, last_fire = 0;
+    int64_t t = 0, in_idx = 0, out_idx = out_idx0, last_in = -1, last_fire = 0;
     int rc = 0;
-    while (out_idx < n_out || in_idx < n_beats) {
+    while (in_idx < n_beats || (final && out_idx < n_out)) {
         bool want_valid = true, want_ready = true;
         if (valid_len > 0) {
-            want_valid = valid_pat[t % valid_len] != 0;
+            want_valid = valid_pat[(t0 + t) % valid_len] != 0;
         } else if (valid_thr > 0) {
             want_valid = !((splitmix64(rng[0]) >> 11) < valid_thr);
         }
         if (ready_len > 0) {
-            want_ready = ready_pat[t % ready_len] != 0;
+            want_ready = ready_pat[(t0 + t) % ready_len] != 0;
         } else if (ready_thr > 0) {
             want_ready = !((splitmix64(rng[1]) >> 11) < ready_thr);
         }
@@ -263,7 +270,6 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
             }
             get_port(top->out_data_o, out + out_idx * out_words, out_words);
             ++out_idx;
-            last_out = t;
         }
         if (in_fire) {
             ++in_idx;
@@ -277,7 +283,7 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
             break;
         }
     }
-    if (rc == 0) {  // nothing may follow the last result
+    if (rc == 0 && final) {  // nothing may follow the last result
         top->in_valid_i = 0;
         zero_port(top->in_data_i);
         top->out_ready_i = 0;
@@ -287,9 +293,10 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
     idle_inputs(s);
     settle(s);
     counts[0] = in_idx;
-    counts[1] = (last_in + 1) - in_idx;
-    counts[2] = last_out - last_in;
+    counts[1] = final ? (last_in + 1) - in_idx : t - in_idx;
+    counts[2] = final ? t - (last_in + 1) : 0;
     counts[3] = t;
+    counts[4] = out_idx;
     return rc;
 }
 

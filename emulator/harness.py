@@ -13,7 +13,8 @@ ABI (all ``extern "C"``; see harness.cpp for the cycle protocol)::
                       const uint8_t* valid_pat, int64_t valid_len,
                       const uint8_t* ready_pat, int64_t ready_len,
                       uint64_t* rng /*[2], updated*/, uint64_t valid_thr, uint64_t ready_thr,
-                      int64_t max_idle, int64_t* counts /*[4]: stream, stall, drain, cycles*/)
+                      int64_t max_idle, int64_t out_idx0, int64_t t0, int final,
+                      int64_t* counts /*[5]: stream, stall, drain, cycles, out_idx*/)
     int64_t hx_cycle(void*)
     int     hx_trace_kind()   /* 0 none, 1 VCD, 2 FST */
 
@@ -109,6 +110,82 @@ class StreamCounts:
     cycles: int
 
 
+class StreamDriver:
+    """The interface of both drivers (:class:`BatchSim`, ``emulator.driver.CycleSim``), and
+    what they share: :meth:`stream` (one whole stream) on top of their ``stream_part`` (one
+    part of a stream, the only per-driver loop)."""
+
+    def reset(self, cycles: int = RESET_CYCLES) -> None:
+        raise NotImplementedError
+
+    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
+        """Write ``data[i]`` (uint16) to ``addr[i]`` (uint32), one per cycle; the cycles."""
+        raise NotImplementedError
+
+    def close(self, *, keep: bool = True) -> None:
+        raise NotImplementedError
+
+    def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
+                    t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
+                    ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
+                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+        raise NotImplementedError
+
+    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
+               valid: Handshake = Handshake(), ready: Handshake = Handshake(),  # noqa: B008
+               rng: np.ndarray | None = None, max_idle: int = 10_000
+               ) -> tuple[np.ndarray, StreamCounts]:
+        """Stream ``beats`` (n_beats, in_words) uint32 and collect ``n_out`` result beats.
+
+        Returns
+        -------
+        out : (n_out, out_words) uint32, the raw output beats in arrival order
+        counts : :class:`StreamCounts`
+        """
+        out = np.zeros((n_out, out_words), dtype=np.uint32)
+        _, counts = self.stream_part(beats, out, valid=valid, ready=ready, rng=rng,
+                                     max_idle=max_idle)
+        return out, counts
+
+
+class SimStream:
+    """One stream cut into parts (row tiles): the results of all parts land in one buffer
+    and the cycles add up to those of one whole stream (only the last part drains).
+
+    ``add(beats, final)`` streams a part and returns its counts; ``taken`` is the number of
+    result beats in ``out`` so far."""
+
+    def __init__(self, sim: StreamDriver, n_out: int, out_words: int, *, valid: Handshake,
+                 ready: Handshake, rng: np.ndarray, max_idle: int) -> None:
+        self.sim, self.valid, self.ready, self.rng = sim, valid, ready, rng
+        self.max_idle = max_idle
+        self._buf = np.zeros((n_out, out_words), dtype=np.uint32)
+        self.n_out = n_out
+        self.taken = 0
+        self.t = 0
+
+    @property
+    def out(self) -> np.ndarray:
+        """(n_out, out_words) uint32: the result beats of the stream, in arrival order."""
+        return self._buf[:self.n_out]
+
+    def reserve(self, n_out: int) -> None:
+        """Make room for ``n_out`` result beats in all (more rows will be streamed)."""
+        if n_out > self._buf.shape[0]:
+            grown = np.zeros((max(n_out, 2 * self._buf.shape[0]), self._buf.shape[1]),
+                             dtype=np.uint32)
+            grown[:self.taken] = self._buf[:self.taken]
+            self._buf = grown
+        self.n_out = max(self.n_out, n_out)
+
+    def add(self, beats: np.ndarray, final: bool) -> StreamCounts:
+        self.taken, counts = self.sim.stream_part(
+            beats, self.out, out_start=self.taken, t0=self.t, final=final, valid=self.valid,
+            ready=self.ready, rng=self.rng, max_idle=self.max_idle)
+        self.t += counts.cycles
+        return counts
+
+
 class TraceFile:
     """A waveform written to a temporary file beside ``path`` and renamed over ``path`` only
     when the simulator has closed it (:meth:`commit`), so that a failed or aborted run never
@@ -187,7 +264,7 @@ def config_words(addr: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.nda
     return a, d
 
 
-class BatchSim:
+class BatchSim(StreamDriver):
     """One instance of the Verilated accelerator in a harness library.
 
     Parameters
@@ -218,7 +295,7 @@ class BatchSim:
             ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
             ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
             ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
-            ctypes.POINTER(ctypes.c_int64)]
+            ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
         lib.hx_cycle.restype = ctypes.c_int64
         lib.hx_cycle.argtypes = [ctypes.c_void_p]
         lib.hx_trace_kind.restype = ctypes.c_int
@@ -244,40 +321,39 @@ class BatchSim:
         return int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
                                        _ptr(d, ctypes.c_uint16), a.size))
 
-    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
-               valid: Handshake = Handshake(), ready: Handshake = Handshake(),  # noqa: B008
-               rng: np.ndarray | None = None, max_idle: int = 10_000
-               ) -> tuple[np.ndarray, StreamCounts]:
-        """Stream ``beats`` (n_beats, in_words) uint32 and collect ``n_out`` result beats.
-
-        Returns
-        -------
-        out : (n_out, out_words) uint32, the raw output beats in arrival order
-        counts : :class:`StreamCounts`
-        """
+    def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
+                    t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
+                    ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
+                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+        """Stream one part of a stream (see :class:`SimStream`): offer ``beats`` and take
+        results into ``out[out_start:]``; a part that is not ``final`` returns once its last
+        beat is taken (rows stay in flight), the final one drains. ``t0``: cycles of the
+        stream before this part (the handshake patterns' phase). Returns the results taken
+        so far (the next part's ``out_start``) and this part's counts."""
         b = np.ascontiguousarray(beats, dtype=np.uint32)
         if b.ndim != 2:
             raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
-        out = np.zeros((n_out, out_words), dtype=np.uint32)
-        counts = np.zeros(4, dtype=np.int64)
+        if out.dtype != np.uint32 or out.ndim != 2 or not out.flags.c_contiguous:
+            raise HalutError("out must be a contiguous (n_out, out_words) uint32 array")
+        counts = np.zeros(5, dtype=np.int64)
         state = rng if rng is not None else rng_state(0)
         if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
             raise HalutError("rng must be a contiguous uint64 array of 2 states")
         vp, rp = valid.pattern, ready.pattern
         rc = self._lib.hx_stream(
             self._handle(), _ptr(b, ctypes.c_uint32), b.shape[0], b.shape[1],
-            _ptr(out, ctypes.c_uint32), n_out, out_words,
+            _ptr(out, ctypes.c_uint32), out.shape[0], out.shape[1],
             _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
             _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
             _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
-            _ptr(counts, ctypes.c_int64))
-        c = StreamCounts(*(int(x) for x in counts))
+            out_start, t0, 1 if final else 0, _ptr(counts, ctypes.c_int64))
+        c = StreamCounts(*(int(x) for x in counts[:4]))
         if rc == -1:
             raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
                              f"{c.stream} of {b.shape[0]} beats in")
         if rc == -2:
             raise HalutError("the accelerator produced more results than rows streamed")
-        return out, c
+        return int(counts[4]), c
 
     @property
     def cycle(self) -> int:

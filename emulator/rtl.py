@@ -14,14 +14,21 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from emulator import golden
 from emulator.build import BuildResult, build_harness, build_pyverilator, resolve_sources
 from emulator.cycles import CycleReport
-from emulator.harness import BatchSim, Handshake, StreamCounts, rng_state
+from emulator.harness import (
+    BatchSim,
+    Handshake,
+    SimStream,
+    StreamCounts,
+    StreamDriver,
+    rng_state,
+)
 from emulator.hwif import lut_writes, threshold_writes
 from emulator.params import RtlParams
 from emulator.runner import BackendBase, Cell, LayerModel, RunResult
@@ -30,15 +37,6 @@ from learning.errors import HalutError
 from learning.program import HardwareProgram
 
 DRIVERS: tuple[str, ...] = ("batch", "cycle")
-
-
-class Sim(Protocol):
-    def reset(self, cycles: int = ...) -> None: ...
-    def config(self, addr: np.ndarray, data: np.ndarray) -> int: ...
-    def stream(self, beats: np.ndarray, n_out: int, out_words: int, *, valid: Handshake = ...,
-               ready: Handshake = ..., rng: np.ndarray | None = ..., max_idle: int = ...
-               ) -> tuple[np.ndarray, StreamCounts]: ...
-    def close(self, *, keep: bool = ...) -> None: ...
 
 
 def in_words(params: RtlParams) -> int:
@@ -82,12 +80,44 @@ def build_for(params: RtlParams, driver: str, *, trace: bool | str = False,
     return build_pyverilator(params, sources=sources, trace_fst=trace == "fst")
 
 
-def open_sim(build: BuildResult, driver: str, trace: str | os.PathLike[str] | None) -> Sim:
+def open_sim(build: BuildResult, driver: str, trace: str | os.PathLike[str] | None) -> StreamDriver:
     if driver == "batch":
         return BatchSim(build.path, trace=trace)
     from emulator.driver import CycleSim
 
     return CycleSim(build.path, trace=trace)
+
+
+class _ColumnStream:
+    """The rows of one column tile as one stream cut into row tiles (harness.SimStream): a row
+    tile's last results may leave during the next one, and only the last row tile drains, so
+    the cycles do not depend on the row tiling."""
+
+    def __init__(self, session: RtlSession) -> None:
+        self.session = session
+        p = session.params
+        self.bpr = p.M // p.out_lanes  # output beats per row
+        self.stream = SimStream(session.sim, 0, p.out_lanes, valid=session.valid,
+                                ready=session.ready, rng=session.state,
+                                max_idle=session.max_idle)
+        self.rows = 0  # rows streamed so far
+        self.done = 0  # rows handed back so far
+        self.pending: list[tuple[int, StreamCounts]] = []  # (end row, counts) per row tile
+
+    def add(self, beats: np.ndarray, last: bool) -> list[tuple[np.ndarray, CycleReport]]:
+        p = self.session.params
+        self.rows += beats.shape[0] // p.C
+        self.stream.reserve(self.rows * self.bpr)
+        counts = self.stream.add(beats, final=last)
+        self.pending.append((self.rows, counts))
+        out: list[tuple[np.ndarray, CycleReport]] = []
+        while self.pending and self.pending[0][0] * self.bpr <= self.stream.taken:
+            end, c = self.pending.pop(0)
+            raw = self.stream.out[self.done * self.bpr:end * self.bpr]
+            acc = unpack_results(raw, end - self.done, p, p.M, self.session.program.acc_dtype)
+            out.append((acc, CycleReport(stream=c.stream, stall=c.stall, drain=c.drain)))
+            self.done = end
+        return out
 
 
 class RtlSession:
@@ -107,6 +137,7 @@ class RtlSession:
         self.amap = self.params.address_map
         self.beats_per_row = self.params.M // self.params.out_lanes
         self.thresholds_loaded = False
+        self.stream_: _ColumnStream | None = None
         self.sim = open_sim(self.build, self.driver, backend.vcd)
         try:
             self.sim.reset()
@@ -123,17 +154,14 @@ class RtlSession:
             t_addr, t_data = threshold_writes(self.program, self.amap)
             addr, data = np.concatenate([t_addr, addr]), np.concatenate([t_data, data])
             self.thresholds_loaded = True
+        self.stream_ = _ColumnStream(self)
         return CycleReport(config=self.sim.config(addr, data))
 
-    def stream(self, beats: np.ndarray, lo: int, hi: int) -> Cell:
-        N = beats.shape[0] // self.params.C
-        out, counts = self.sim.stream(beats, N * self.beats_per_row, self.params.out_lanes,
-                                      valid=self.valid, ready=self.ready, rng=self.state,
-                                      max_idle=self.max_idle)
-        acc = unpack_results(out, N, self.params, hi - lo, self.program.acc_dtype)
-        return Cell(y=golden.dequantize(self.program, acc, lo), acc=acc,
-                    cycles=CycleReport(stream=counts.stream, stall=counts.stall,
-                                       drain=counts.drain))
+    def stream(self, beats: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
+        assert self.stream_ is not None, "load() comes first"
+        return [Cell(y=golden.dequantize(self.program, acc[:, :hi - lo], lo),
+                     acc=acc[:, :hi - lo], cycles=cyc)
+                for acc, cyc in self.stream_.add(beats, last)]
 
     def close(self, *, keep: bool) -> None:
         self.sim.close(keep=keep)  # the waveform replaces an old one only after a whole run

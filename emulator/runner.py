@@ -182,8 +182,11 @@ class Session(Protocol):
         """Program output columns ``[lo, hi)`` (rtl: the thresholds on the first call, this
         LUT tile); the configuration cycles, or None."""
 
-    def stream(self, prepared: Any, lo: int, hi: int) -> Cell:
-        """Run prepared rows on the loaded columns ``[lo, hi)``."""
+    def stream(self, prepared: Any, lo: int, hi: int, *, last: bool) -> list[Cell]:
+        """Stream prepared rows (one row tile) on the loaded columns ``[lo, hi)``; ``last``:
+        no more rows follow on these columns. Returns the cells finished by this call, in the
+        order their rows were streamed (rtl: a row tile's last results may come out during
+        the next call; the last call drains, so every cell is back when it returns)."""
 
     def close(self, *, keep: bool) -> None:
         """Release the simulator; ``keep``: the run finished (waveforms are kept)."""
@@ -344,23 +347,30 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
                 continue
             assert session is not None and prefetch is not None
             config = session.load(c0, c1)
+            pending: list[int] = []
             for i, r in enumerate(todo[t]):
                 nxt = (todo[t][i + 1] if i + 1 < len(todo[t]) else
                        next((u[0] for u in todo[t + 1:] if u), None))
-                cell = session.stream(prefetch.get(r, nxt), c0, c1)
-                cyc = cell.cycles
-                if i == 0 and config is not None:
-                    cyc = config + (cyc or CycleReport())
-                lo, hi = rows[r]
-                rec = TileRecord(lo=lo, hi=hi, y=np.asarray(cell.y, np.float32),
-                                 acc=None if cell.acc is None else np.asarray(cell.acc),
-                                 cycles=cyc, col_lo=c0, col_hi=c1)
-                if store is not None:
-                    store.save(rec, None if whole else (c0, c1))
-                cells[(r, t)] = rec
-                if on_tile is not None:
-                    on_tile(t * len(rows) + r, rec)
-                bar.update(1)
+                last = i + 1 == len(todo[t])
+                pending.append(r)
+                for cell in session.stream(prefetch.get(r, nxt), c0, c1, last=last):
+                    done = pending.pop(0)
+                    cyc = cell.cycles
+                    if done == todo[t][0] and config is not None:
+                        cyc = config + (cyc or CycleReport())
+                    lo, hi = rows[done]
+                    rec = TileRecord(lo=lo, hi=hi, y=np.asarray(cell.y, np.float32),
+                                     acc=None if cell.acc is None else np.asarray(cell.acc),
+                                     cycles=cyc, col_lo=c0, col_hi=c1)
+                    if store is not None:
+                        store.save(rec, None if whole else (c0, c1))
+                    cells[(done, t)] = rec
+                    if on_tile is not None:
+                        on_tile(t * len(rows) + done, rec)
+                    bar.update(1)
+            if pending:
+                raise HalutError(f"backend {backend.name!r} returned no results for row tiles "
+                                 f"{pending} of column tile [{c0}, {c1})")
         finished = True
         if session is not None:
             extra = session.info()

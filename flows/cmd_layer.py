@@ -150,9 +150,9 @@ def register(group: click.Group) -> None:
     @click.option("--backend", "-b", type=click.Choice(LAYER_BACKENDS), default="golden",
                   show_default=True)
     @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Keep finished row tiles here; the same command again skips them.")
+                  help="Keep finished tiles here; the same command again skips them.")
     @click.option("--vcd", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="rtl: waveform file (one per row tile when there are several).")
+                  help="rtl: waveform file of the whole run (one simulator serves every tile).")
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                   default=None, help="Write the layer's outputs here (.npy).")
     def emulate_cmd(model: Path, layer: str, activations: Path, in_channels: int | None,

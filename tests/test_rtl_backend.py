@@ -16,6 +16,7 @@ from emulator import golden
 from emulator.build import build_harness
 from emulator.harness import BatchSim, Handshake, rng_state
 from emulator.hwif import lut_writes, threshold_writes
+from emulator.layers import LayerModel, run_rows
 from emulator.params import RtlParams
 from emulator.rtl import in_words, pack_beats, run_rtl
 from emulator.vectors import corner_cases, random_activations, random_program
@@ -465,3 +466,27 @@ def test_a_waveform_that_cannot_be_written_is_an_error_not_a_hang(driver: str,
     assert "writing the waveform" in out.stdout and "failed" in out.stdout
     assert not (tmp_path / "big.vcd").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["warm.vcd"]  # no temporary left
+
+
+@pytest.mark.parametrize("driver", ["batch", "cycle"])
+@group("C3K4M8_fp16_int8")
+def test_row_tiles_stream_as_one_stream_and_each_lut_tile_loads_once(driver: str) -> None:
+    """The layer runner cuts a column tile's rows into row tiles without draining between
+    them: outputs, every cycle count and the handshake patterns are those of one whole
+    stream, and the thresholds and each LUT tile are written once per run."""
+    program, params = program_for("C3K4M8_fp16_int8", seed=3)  # 20 columns: 3 column tiles
+    A = random_activations(np.random.default_rng(4), program, 23)
+    layer = LayerModel(program)
+    opts = {"params": params, "driver": driver, "bubbles": 0.3, "backpressure": 0.4, "seed": 9}
+    whole = run_rows(layer, A, "rtl", row_tile=23, **opts)
+    tiled = run_rows(layer, A, "rtl", row_tile=4, **opts)  # 6 row tiles, last one of 3 rows
+    assert_bit_exact(program, A, whole)
+    np.testing.assert_array_equal(tiled.acc, whole.acc)
+    assert tiled.column_tiles == whole.column_tiles  # per column tile, identical cycles
+    n_cols = -(-program.M // params.M)
+    config = program.C * (program.K - 1) + program.M * program.C * program.K
+    assert tiled.cycles is not None and tiled.cycles.config == config  # no reloads
+    assert [len(t.column_tiles) for t in tiled.tiles] == [n_cols] * 6
+    assert sum(c.drain for c in tiled.column_tiles) == sum(
+        t.cycles.drain for t in tiled.tiles if t.cycles is not None)
+    assert all(t.column_tiles[k].drain == 0 for t in tiled.tiles[:-1] for k in range(n_cols))
