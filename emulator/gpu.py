@@ -400,11 +400,6 @@ class GpuBackend(BackendBase):
     def open(self, layer: LayerModel, rows: int) -> GpuSession:
         return GpuSession(self, layer.need_program(self.name))
 
-    def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:
-        if not isinstance(program, HardwareProgram):
-            raise HalutError(f"expected a HardwareProgram, got {type(program).__name__}")
-        return run_gpu(program, A, **self.options)
-
 
 def encode(program: HardwareProgram, A: Any, *, impl: str = "auto",
            device: str | torch.device | None = None, block_n: int | None = None) -> np.ndarray:

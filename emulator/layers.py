@@ -25,6 +25,7 @@ from emulator.runner import (
     DEFAULT_ROW_TILE,
     Backend,
     LayerModel,
+    ResumeCounts,
     RowTileReport,
     TileHook,
     run_matrix,
@@ -40,7 +41,7 @@ __all__ = ["DEFAULT_ROW_TILE", "LAYER_BACKENDS", "LAYER_KINDS", "LayerModel", "L
 
 
 @dataclass
-class LayerResult:
+class LayerResult(ResumeCounts):
     """Outputs of one layer run.
 
     y : linear (N, M) / conv2d (N, M, Hout, Wout) float32
@@ -60,13 +61,8 @@ class LayerResult:
     cycles: CycleReport | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def computed(self) -> int:
-        return sum(not t.resumed for t in self.tiles)
-
-    @property
-    def resumed(self) -> int:
-        return sum(t.resumed for t in self.tiles)
+    def row_reports(self) -> list[RowTileReport]:
+        return self.tiles
 
     def summary(self) -> dict[str, Any]:
         return {"backend": self.backend, "shape": list(self.y.shape), **self.info,

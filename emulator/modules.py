@@ -30,6 +30,7 @@ from emulator.params import DEFAULT_TILE_M, RtlParams
 from emulator.runner import LayerModel, RunResult, run_matrix
 from learning.conv import Conv2dGeometry, im2col, rows_to_nchw
 from learning.errors import HalutError
+from learning.modelfile import jsonable
 from learning.program import HardwareProgram, log2_exact
 
 STATE_VERSION = 1
@@ -41,18 +42,6 @@ def _model_class() -> type:
     from learning import HalutModel
 
     return HalutModel
-
-
-def jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def _split_model(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from emulator.backends import check_backend_name
-from emulator.modules import HalutConv2d, HalutLinear, _HalutLayer, jsonable
+from emulator.modules import HalutConv2d, HalutLinear, _HalutLayer
 from learning.conv import Conv2dGeometry, im2col
 from learning.errors import HalutError
+from learning.modelfile import jsonable
 
 LayerFilter = Callable[[str, nn.Module], bool]
 PerLayer = int | Mapping[str, int] | Callable[[str, nn.Module], int]

@@ -132,8 +132,23 @@ class RowTileReport:
                 "column_tiles": [c.to_dict() for c in self.column_tiles]}
 
 
+class ResumeCounts:
+    """``computed`` / ``resumed``: row tiles run now / loaded from an earlier run's files."""
+
+    def row_reports(self) -> list[RowTileReport]:
+        raise NotImplementedError
+
+    @property
+    def computed(self) -> int:
+        return sum(not t.resumed for t in self.row_reports())
+
+    @property
+    def resumed(self) -> int:
+        return sum(t.resumed for t in self.row_reports())
+
+
 @dataclass
-class RunResult:
+class RunResult(ResumeCounts):
     """Outputs of one matrix run.
 
     y : (R, M) float32, dequantized
@@ -151,13 +166,8 @@ class RunResult:
     row_tiles: list[RowTileReport] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def computed(self) -> int:
-        return sum(not t.resumed for t in self.row_tiles)
-
-    @property
-    def resumed(self) -> int:
-        return sum(t.resumed for t in self.row_tiles)
+    def row_reports(self) -> list[RowTileReport]:
+        return self.row_tiles
 
 
 @dataclass

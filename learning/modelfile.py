@@ -59,13 +59,15 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """A JSON-ready copy of ``x``: dicts (keys as str), lists, numpy arrays and scalars as
+    Python values, non-finite floats as None, anything else as its ``str``."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
+        return [jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        return jsonable(x.tolist())
     if isinstance(x, float) and not np.isfinite(x):
         return None
     if x is None or isinstance(x, (bool, int, float, str)):
@@ -94,7 +96,7 @@ def write_archive(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     header["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape)}
                         for k, v in sorted(arrays.items())}
     header["checksum"] = checksum(arrays)
-    text = json.dumps(_jsonable(header), sort_keys=True)
+    text = json.dumps(jsonable(header), sort_keys=True)
     payload = dict(arrays)
     payload["header"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
