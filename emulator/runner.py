@@ -258,11 +258,19 @@ def _bounds(n: int, step: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
-def _weights_digest(layer: LayerModel) -> str:
+def _float_digest(layer: LayerModel, backend: str) -> str | None:
+    """SHA-256 of what a float path computes with (float: weights and bias; maddness: the
+    float model's arrays); None for the program backends (the run key has the program)."""
     import hashlib
 
+    if backend == "float":
+        arrays = [layer.weights, layer.bias]
+    elif backend == "maddness" and layer.model is not None:
+        arrays = [getattr(layer.model, n, None) for n in ("dims", "thresholds", "lut", "bias")]
+    else:
+        return None
     h = hashlib.sha256()
-    for a in (layer.weights, layer.bias):
+    for a in arrays:
         if a is not None:
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
@@ -332,8 +340,7 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
         key = run_key(program=None if backend.name in FLOAT_PATHS else layer.program, A=A,
                       backend=backend.name, options=backend.options_key(), row_tile=tile,
                       extra={**(key_extra or {}),
-                             "weights": (_weights_digest(layer) if backend.name == "float"
-                                         else None)})
+                             "weights": _float_digest(layer, backend.name)})
         store = TileStore(Path(resume_dir), key)
     whole = len(cols) == 1
     cells: dict[tuple[int, int], TileRecord] = {}

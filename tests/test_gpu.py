@@ -137,7 +137,7 @@ def test_order_keys_sort_like_ieee_fp16_with_equal_zeros() -> None:
 
 
 # ---- entry points and choices ----------------------------------------------------------
-def test_run_program_gpu_backend_reaches_the_gpu_path() -> None:
+def test_gpu_backend_object_reaches_the_gpu_path() -> None:
     rng = np.random.default_rng(3)
     program = random_program(rng, C=3, K=4, M=5, D=7)
     A = random_activations(rng, program, 9)
