@@ -193,12 +193,26 @@ DATA_OUTPUTS = port_names("output", "data")
 
 # ---- the generated SystemVerilog package -----------------------------------------------------
 
+#: IEEE 754 binary16 / binary32 fields (the RTL's fp units: exponent and mantissa widths, bias)
+FP_FORMATS: dict[str, tuple[int, int, int]] = {"Fp16": (5, 10, 15), "Fp32": (8, 23, 127)}
+
+
 def render_package() -> str:
     """The text of ``rtl/halut_pkg.sv``, generated from this module."""
     def enum(name: str, prefix: str, codes: dict[str, int]) -> list[str]:
         items = sorted(codes.items(), key=lambda kv: kv[1])
         body = ",\n".join(f"    {prefix}{fmt.capitalize()} = 32'd{code}" for fmt, code in items)
         return [f"  typedef enum int unsigned {{\n{body}\n  }} {name};"]
+
+    def fp_fields() -> list[str]:
+        out = ["  // IEEE 754 formats of the fp units: exponent / mantissa (fraction) widths,",
+               "  // bias, total width; a word is {sign, exponent, mantissa}"]
+        for name, (exp_w, man_w, bias) in FP_FORMATS.items():
+            out += [f"  localparam int unsigned {name}ExpW = {exp_w};",
+                    f"  localparam int unsigned {name}ManW = {man_w};",
+                    f"  localparam int unsigned {name}Bias = {bias};",
+                    f"  localparam int unsigned {name}W = 1 + {name}ExpW + {name}ManW;"]
+        return [*out, ""]
 
     qnan = f"{FP32_QNAN:08X}"
     lines = [
@@ -217,8 +231,9 @@ def render_package() -> str:
         "  // width of one accumulator / output lane (int32 two's complement, or fp32 bits)",
         f"  localparam int unsigned AccW = {ACC_W};",
         "",
+        *fp_fields(),
         "  // canonical quiet NaN produced by the fp32 adder for every NaN result",
-        f"  localparam logic [AccW-1:0] Fp32QNaN = 32'h{qnan[:4]}_{qnan[4:]};",
+        f"  localparam logic [Fp32W-1:0] Fp32QNaN = 32'h{qnan[:4]}_{qnan[4:]};",
         "",
         "endpackage",
         "",

@@ -1,4 +1,6 @@
 halut_pkg.sv
+halut_lzc.sv
+halut_fp_classify.sv
 halut_fp16_gt.sv
 halut_thr_gt.sv
 halut_fp16_to_fp32.sv

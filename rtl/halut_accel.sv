@@ -19,37 +19,45 @@
 // The only stall: a row finishes while the output buffer still holds the previous row
 // and does not drain this cycle; then every stage holds and in_ready_o is low (in_ready_o
 // depends combinationally on out_ready_i, never on in_valid_i).
+//
+// Style (lowRISC): every register is foo_q, its next state foo_d comes from always_comb, and
+// always_ff only resets foo_q or loads foo_d. The configuration memories (thr_mem, lut_mem:
+// written through one port, never reset) keep the memory-write idiom of lowRISC's
+// prim_ram_1p (`if (we) mem[waddr] <= wdata`), which Yosys maps as a memory.
 module halut_accel #(
-  parameter int unsigned C        = 32,
-  parameter int unsigned K        = 16,
-  parameter int unsigned M        = 16,
-  parameter int unsigned ThrFmt   = 0,  // 0: fp16 features/thresholds, 1: int8
-  parameter int unsigned LutFmt   = 0,  // 0: int8 LUT (int32 accumulation), 1: fp16 (fp32)
-  parameter int unsigned OutLanes = 16,
-  localparam int unsigned L       = (K > 1) ? $clog2(K) : 1,
-  localparam int unsigned FeatW   = (ThrFmt == halut_pkg::ThrFmtFp16) ? 16 : 8,
-  localparam int unsigned CW      = (C > 1) ? $clog2(C) : 1,
-  localparam int unsigned MW      = (M > 1) ? $clog2(M) : 1,
-  localparam int unsigned AW      = 1 + MW + CW + L
+  parameter  int unsigned         C        = 32,
+  parameter  int unsigned         K        = 16,
+  parameter  int unsigned         M        = 16,
+  // features/thresholds: ThrFmtFp16 (0) or ThrFmtInt8 (1)
+  parameter  halut_pkg::thr_fmt_e ThrFmt   = halut_pkg::ThrFmtFp16,
+  // LUT: LutFmtInt8 (0, int32 accumulation) or LutFmtFp16 (1, fp32 accumulation)
+  parameter  halut_pkg::lut_fmt_e LutFmt   = halut_pkg::LutFmtInt8,
+  parameter  int unsigned         OutLanes = 16,
+  localparam int unsigned         L        = (K > 1) ? $clog2(K) : 1,
+  localparam int unsigned         FeatW    = (ThrFmt == halut_pkg::ThrFmtFp16) ?
+                                             halut_pkg::Fp16W : 8,
+  localparam int unsigned         CW       = (C > 1) ? $clog2(C) : 1,
+  localparam int unsigned         MW       = (M > 1) ? $clog2(M) : 1,
+  localparam int unsigned         AW       = 1 + MW + CW + L
 ) (
-  input  logic                     clk_i,
-  input  logic                     rst_ni,
+  input  logic                                clk_i,
+  input  logic                                rst_ni,
   // configuration write port (one write per cycle, always accepted)
-  input  logic                     cfg_valid_i,
-  input  logic [AW-1:0]            cfg_addr_i,
-  input  logic [halut_pkg::CfgDataW-1:0] cfg_data_i,
+  input  logic                                cfg_valid_i,
+  input  logic [AW-1:0]                       cfg_addr_i,
+  input  logic [halut_pkg::CfgDataW-1:0]      cfg_data_i,
   // input stream: one codebook beat (L features) per handshake
-  input  logic                     in_valid_i,
-  output logic                     in_ready_o,
-  input  logic [L*FeatW-1:0]       in_data_i,
+  input  logic                                in_valid_i,
+  output logic                                in_ready_o,
+  input  logic [L*FeatW-1:0]                  in_data_i,
   // output stream: M/OutLanes beats per row, lane j of beat b is column b*OutLanes+j
-  output logic                     out_valid_o,
-  input  logic                     out_ready_i,
-  output logic [OutLanes*32-1:0]   out_data_o
+  output logic                                out_valid_o,
+  input  logic                                out_ready_i,
+  output logic [OutLanes*halut_pkg::AccW-1:0] out_data_o
 );
 
-
-  localparam int unsigned LutW = (LutFmt == halut_pkg::LutFmtFp16) ? 16 : 8;
+  localparam int unsigned AccW = halut_pkg::AccW;
+  localparam int unsigned LutW = (LutFmt == halut_pkg::LutFmtFp16) ? halut_pkg::Fp16W : 8;
   localparam int unsigned NumBeats = (OutLanes > 0) ? M / OutLanes : 1;
   localparam int unsigned BW = (NumBeats > 1) ? $clog2(NumBeats) : 1;
   localparam int unsigned LutDepth = C * K;
@@ -101,16 +109,23 @@ module halut_accel #(
   // ---- input codebook counter -------------------------------------------------------------
   logic          adv;       // global advance enable (low: every stage holds)
   logic          in_fire;
-  logic [CW-1:0] c_in_q;
+  logic [CW-1:0] c_in_d, c_in_q;
 
   assign in_ready_o = adv;
   assign in_fire    = in_valid_i && adv;
 
+  always_comb begin
+    c_in_d = c_in_q;
+    if (in_fire) begin
+      c_in_d = (c_in_q == CW'(C - 1)) ? '0 : c_in_q + 1'b1;
+    end
+  end
+
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       c_in_q <= '0;
-    end else if (in_fire) begin
-      c_in_q <= (c_in_q == CW'(C - 1)) ? '0 : c_in_q + 1'b1;
+    end else begin
+      c_in_q <= c_in_d;
     end
   end
 
@@ -145,25 +160,26 @@ module halut_accel #(
     end
 
     // threshold memory of this level: entry (c << l) | prefix, flip-flops, not reset
-    logic [FeatW-1:0] thr_q [Depth];
+    logic [FeatW-1:0] thr_mem [Depth];
     logic             thr_we;
     logic [IW-1:0]    thr_waddr, thr_raddr;
-    logic [FeatW-1:0] thr;
+    logic [FeatW-1:0] thr_wdata, thr;
     logic             bit_l;
 
     // node j is on level l iff 2^l <= j + 1 < 2^(l+1)
     assign thr_we    = cfg_valid_i && !cfg_lut && cfg_c_ok &&
                        (((32'(cfg_k) + 32'd1) >> l) == 32'd1);
     assign thr_waddr = IW'((32'(cfg_c) << l) + 32'(cfg_k) - 32'(Base));
+    assign thr_wdata = cfg_data_i[FeatW-1:0];
     assign thr_raddr = IW'((32'(c_in) << l) | 32'(code_in));
 
     always_ff @(posedge clk_i) begin
       if (thr_we) begin
-        thr_q[thr_waddr] <= cfg_data_i[FeatW-1:0];
+        thr_mem[thr_waddr] <= thr_wdata;
       end
     end
 
-    assign thr = thr_q[thr_raddr];
+    assign thr = thr_mem[thr_raddr];
 
     halut_thr_gt #(.ThrFmt(ThrFmt)) u_cmp (
       .f_i (feat_in[FeatW-1:0]),
@@ -171,17 +187,36 @@ module halut_accel #(
       .gt_o(bit_l)
     );
 
+    // next state of stage l (holds while adv is low)
+    logic               p_v_d;
+    logic [CW-1:0]      p_c_d;
+    logic [L-1:0]       p_code_d;
+    logic [L*FeatW-1:0] p_feat_d;
+
+    always_comb begin
+      p_v_d    = p_v_q[l];
+      p_c_d    = p_c_q[l];
+      p_code_d = p_code_q[l];
+      p_feat_d = p_feat_q[l];
+      if (adv) begin
+        p_v_d    = v_in;
+        p_c_d    = c_in;
+        p_code_d = (code_in << 1) | L'(bit_l);
+        p_feat_d = feat_in >> FeatW; // the next level's feature moves to slot 0
+      end
+    end
+
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
         p_v_q[l]    <= 1'b0;
         p_c_q[l]    <= '0;
         p_code_q[l] <= '0;
         p_feat_q[l] <= '0;
-      end else if (adv) begin
-        p_v_q[l]    <= v_in;
-        p_c_q[l]    <= c_in;
-        p_code_q[l] <= (code_in << 1) | L'(bit_l);
-        p_feat_q[l] <= feat_in >> FeatW; // the next level's feature moves to slot 0
+      end else begin
+        p_v_q[l]    <= p_v_d;
+        p_c_q[l]    <= p_c_d;
+        p_code_q[l] <= p_code_d;
+        p_feat_q[l] <= p_feat_d;
       end
     end
   end
@@ -190,54 +225,71 @@ module halut_accel #(
   logic                lut_v;
   logic [CW-1:0]       lut_c;
   logic [L-1:0]        lut_code;
-  logic                a_v_q;      // accumulation stage: valid, codebook, LUT values
-  logic [CW-1:0]       a_c_q;
+  logic                a_v_d, a_v_q;      // accumulation stage: valid, LUT values and
+  logic                a_first_d, a_first_q;  // whether it holds codebook 0 (a row starts
+  logic                a_last_d, a_last_q;    // from zero) or codebook C-1 (the row is done),
+                                              // decoded a stage early, off the adder path
   logic [LutW-1:0]     a_val_q [M];
-  logic [halut_pkg::AccW-1:0]     acc_q   [M];
-  logic [halut_pkg::AccW-1:0]     obuf_q  [M];
+  logic [AccW-1:0]     acc_q   [M];
+  logic [AccW-1:0]     obuf_q  [M];
   logic                row_done;   // the accumulation stage holds codebook C-1
 
   assign lut_v    = p_v_q[L-1];
   assign lut_c    = p_c_q[L-1];
   assign lut_code = p_code_q[L-1];
-  assign row_done = a_v_q && (a_c_q == CW'(C - 1));
+  assign row_done = a_v_q && a_last_q;
 
   // p_feat_q[L-1] is all zeros (every feature consumed); read here so lint sees it used
   logic unused_feat;
   assign unused_feat = ^p_feat_q[L-1];
 
+  always_comb begin
+    a_v_d     = a_v_q;
+    a_first_d = a_first_q;
+    a_last_d  = a_last_q;
+    if (adv) begin
+      a_v_d     = lut_v;
+      a_first_d = (lut_c == '0);
+      a_last_d  = (lut_c == CW'(C - 1));
+    end
+  end
+
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      a_v_q <= 1'b0;
-      a_c_q <= '0;
-    end else if (adv) begin
-      a_v_q <= lut_v;
-      a_c_q <= lut_c;
+      a_v_q     <= 1'b0;
+      a_first_q <= 1'b0;
+      a_last_q  <= 1'b0;
+    end else begin
+      a_v_q     <= a_v_d;
+      a_first_q <= a_first_d;
+      a_last_q  <= a_last_d;
     end
   end
 
   for (genvar m = 0; m < M; m++) begin : g_col
     // LUT memory of column m: entry (c << L) | k, flip-flops, not reset
-    logic [LutW-1:0]    lut_q [LutDepth];
+    logic [LutW-1:0]    lut_mem [LutDepth];
     logic               lut_we;
     logic [LIW-1:0]     lut_raddr, lut_waddr;
-    logic [halut_pkg::AccW-1:0]    base, sum;
+    logic [LutW-1:0]    lut_wdata;
+    logic [AccW-1:0]    base, sum;
 
     assign lut_we    = cfg_valid_i && cfg_lut && cfg_c_ok && (cfg_m == MW'(m));
     assign lut_raddr = LIW'((32'(lut_c) << L) | 32'(lut_code));
     assign lut_waddr = LIW'((32'(cfg_c) << L) | 32'(cfg_k));
+    assign lut_wdata = cfg_data_i[LutW-1:0];
 
     always_ff @(posedge clk_i) begin
       if (lut_we) begin
-        lut_q[lut_waddr] <= cfg_data_i[LutW-1:0];
+        lut_mem[lut_waddr] <= lut_wdata;
       end
     end
 
     // a row starts from zero (+0.0 for fp32) at codebook 0
-    assign base = (a_c_q == '0) ? '0 : acc_q[m];
+    assign base = a_first_q ? '0 : acc_q[m];
 
     if (LutFmt == halut_pkg::LutFmtFp16) begin : g_fp
-      logic [31:0] val32;
+      logic [halut_pkg::Fp32W-1:0] val32;
       halut_fp16_to_fp32 u_cvt (
         .h_i(a_val_q[m]),
         .f_o(val32)
@@ -255,27 +307,43 @@ module halut_accel #(
       );
     end
 
+    // next state of column m: the LUT value read at (c, code); the row's sum goes to the
+    // accumulator, or for its last codebook to the output buffer
+    logic [LutW-1:0] a_val_d;
+    logic [AccW-1:0] acc_d, obuf_d;
+
+    always_comb begin
+      a_val_d = a_val_q[m];
+      acc_d   = acc_q[m];
+      obuf_d  = obuf_q[m];
+      if (adv) begin
+        a_val_d = lut_mem[lut_raddr];
+        if (a_v_q) begin
+          if (row_done) begin
+            obuf_d = sum;
+          end else begin
+            acc_d = sum;
+          end
+        end
+      end
+    end
+
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
         a_val_q[m] <= '0;
         acc_q[m]   <= '0;
         obuf_q[m]  <= '0;
-      end else if (adv) begin
-        a_val_q[m] <= lut_q[lut_raddr];
-        if (a_v_q) begin
-          if (row_done) begin
-            obuf_q[m] <= sum;
-          end else begin
-            acc_q[m] <= sum;
-          end
-        end
+      end else begin
+        a_val_q[m] <= a_val_d;
+        acc_q[m]   <= acc_d;
+        obuf_q[m]  <= obuf_d;
       end
     end
   end
 
   // ---- output buffer ----------------------------------------------------------------------
-  logic          obuf_busy_q;
-  logic [BW-1:0] beat_q;
+  logic          obuf_busy_d, obuf_busy_q;
+  logic [BW-1:0] beat_d, beat_q;
   logic          out_fire, out_last, obuf_free;
 
   assign out_valid_o = obuf_busy_q;
@@ -284,23 +352,33 @@ module halut_accel #(
   assign obuf_free   = !obuf_busy_q || out_last;
   assign adv         = !(row_done && !obuf_free);
 
+  always_comb begin
+    obuf_busy_d = obuf_busy_q;
+    beat_d      = beat_q;
+    if (row_done && adv) begin
+      // a finished row enters the buffer (the previous one has left or leaves now)
+      obuf_busy_d = 1'b1;
+      beat_d      = '0;
+    end else if (out_last) begin
+      obuf_busy_d = 1'b0;
+      beat_d      = '0;
+    end else if (out_fire) begin
+      beat_d = beat_q + 1'b1;
+    end
+  end
+
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       obuf_busy_q <= 1'b0;
       beat_q      <= '0;
-    end else if (row_done && adv) begin
-      obuf_busy_q <= 1'b1;
-      beat_q      <= '0;
-    end else if (out_last) begin
-      obuf_busy_q <= 1'b0;
-      beat_q      <= '0;
-    end else if (out_fire) begin
-      beat_q <= beat_q + 1'b1;
+    end else begin
+      obuf_busy_q <= obuf_busy_d;
+      beat_q      <= beat_d;
     end
   end
 
   for (genvar j = 0; j < OutLanes; j++) begin : g_lane
-    assign out_data_o[j*32 +: 32] = obuf_q[MW'(32'(beat_q) * OutLanes + j)];
+    assign out_data_o[j*AccW +: AccW] = obuf_q[MW'(32'(beat_q) * OutLanes + j)];
   end
 
 endmodule

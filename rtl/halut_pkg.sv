@@ -19,7 +19,18 @@ package halut_pkg;
   // width of one accumulator / output lane (int32 two's complement, or fp32 bits)
   localparam int unsigned AccW = 32;
 
+  // IEEE 754 formats of the fp units: exponent / mantissa (fraction) widths,
+  // bias, total width; a word is {sign, exponent, mantissa}
+  localparam int unsigned Fp16ExpW = 5;
+  localparam int unsigned Fp16ManW = 10;
+  localparam int unsigned Fp16Bias = 15;
+  localparam int unsigned Fp16W = 1 + Fp16ExpW + Fp16ManW;
+  localparam int unsigned Fp32ExpW = 8;
+  localparam int unsigned Fp32ManW = 23;
+  localparam int unsigned Fp32Bias = 127;
+  localparam int unsigned Fp32W = 1 + Fp32ExpW + Fp32ManW;
+
   // canonical quiet NaN produced by the fp32 adder for every NaN result
-  localparam logic [AccW-1:0] Fp32QNaN = 32'h7FC0_0000;
+  localparam logic [Fp32W-1:0] Fp32QNaN = 32'h7FC0_0000;
 
 endpackage

@@ -19,11 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emulator.cache import cache_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "rtl"
 UNITS = Path(__file__).resolve().parent / "units"
-UNIT_SOURCES = ["halut_pkg.sv", "halut_fp16_gt.sv", "halut_thr_gt.sv", "halut_fp16_to_fp32.sv",
-                "halut_fp32_add.sv", "halut_int8_acc.sv"]
+UNIT_SOURCES = ["halut_pkg.sv", "halut_lzc.sv", "halut_fp_classify.sv", "halut_fp16_gt.sv",
+                "halut_thr_gt.sv", "halut_fp16_to_fp32.sv", "halut_fp32_add.sv",
+                "halut_int8_acc.sv"]
 TB_SV, TB_CPP = UNITS / "halut_units_tb.sv", UNITS / "halut_units_tb.cpp"
 # -Wall, except that the units alone leave package constants of the top unused
 FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wall", "-Wno-UNUSEDPARAM"]
@@ -41,10 +44,6 @@ def verilator_bin() -> Path:
     return path
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("HALUT_CACHE", Path.home() / ".cache" / "halut"))
-
-
 def _digest(paths: list[Path], extra: list[str]) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -55,20 +54,18 @@ def _digest(paths: list[Path], extra: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.fixture(scope="module")
-def units_tb() -> Path:
-    """Path of the built unit testbench executable (built once, cached by content hash)."""
-    vbin = verilator_bin()
-    sources = [RTL / s for s in UNIT_SOURCES] + [TB_SV]
-    key = _digest(sources + [TB_CPP, vbin], FLAGS)
-    final = cache_root() / "units" / key
+def _verilate_tb(sources: list[Path], flags: list[str], key: str) -> Path:
+    """Build the unit testbench from ``sources`` (RTL or a netlist) + TB_CPP, cached under
+    ``$HALUT_CACHE/units/<key>``; the path of the executable."""
+    final = cache_dir("units", key)
     exe = final / "halut_units_tb"
     if exe.is_file():
         return exe
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{key}.tmp", dir=final.parent))
     try:
-        cmd = [str(vbin), "--cc", "--exe", "--build", *FLAGS, "--top-module", "halut_units_tb",
+        cmd = [str(verilator_bin()), "--cc", "--exe", "--build", *flags,
+               "--top-module", "halut_units_tb",
                "-Mdir", str(work / "obj"), "-o", str(work / "halut_units_tb"),
                "-CFLAGS", "-std=c++17", "-MAKEFLAGS", f"PYTHON3={sys.executable}",
                *map(str, sources), str(TB_CPP)]
@@ -88,6 +85,19 @@ def units_tb() -> Path:
     return exe
 
 
+def unit_sources() -> list[Path]:
+    return [RTL / s for s in UNIT_SOURCES] + [TB_SV]
+
+
+@pytest.fixture(scope="module")
+def units_tb() -> Path:
+    """Path of the built unit testbench executable (built once, cached by content hash)."""
+    vbin = verilator_bin()
+    sources = unit_sources()
+    key = _digest(sources + [TB_CPP, vbin], FLAGS)
+    return _verilate_tb(sources, FLAGS, key)
+
+
 def run_units(tb: Path, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     """Drive operand words ``a``, ``b`` (n,) uint32 through every unit; outputs (n,) each."""
     a = np.asarray(a, dtype=np.uint32).ravel()
@@ -100,11 +110,11 @@ def run_units(tb: Path, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
                              check=False)
         assert res.returncode == 0, res.stderr
         cols = np.loadtxt(vout, dtype=str, ndmin=2)
-    assert cols.shape == (a.size, 5)
+    assert cols.shape == (a.size, 7)
     conv = np.vectorize(lambda s: int(s, 16), otypes=[np.uint64])
     out = conv(cols).astype(np.uint32)
     return {"cvt": out[:, 0], "gt16": out[:, 1].astype(bool), "gti8": out[:, 2].astype(bool),
-            "add": out[:, 3], "acc": out[:, 4]}
+            "add": out[:, 3], "acc": out[:, 4], "lzc": out[:, 5], "cls": out[:, 6]}
 
 
 def f32_bits(x: object) -> np.ndarray:
@@ -296,6 +306,160 @@ def test_int8_accumulate_wraps_like_int32_at_the_extremes(units_tb: Path) -> Non
     want = (acc.astype(np.int32) + x.astype(np.int32).astype(np.int8).astype(np.int32))
     assert np.array_equal(got.view(np.int32), want)
     assert got.view(np.int32)[acc == 2**31 - 1][-1] == -(2**31) + 126  # wrapped
+
+
+# ---- leading-zero counter -------------------------------------------------------------------
+
+#: the halut_lzc widths in the testbench, with the byte of ``lzc`` each one reports in
+LZC_WIDTHS = {1: 0, 10: 1, 27: 2, 32: 3}
+
+
+def lzc_reference(words: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Leading zeros of the low ``width`` bits of each word (``width`` when they are all 0),
+    and whether they are all zero: ``width - bit_length``."""
+    low = [int(w) & ((1 << width) - 1) for w in words]
+    cnt = np.array([width - v.bit_length() for v in low], dtype=np.uint32)
+    return cnt, np.array([v == 0 for v in low])
+
+
+def _check_lzc(tb: Path, words: np.ndarray) -> None:
+    words = np.asarray(words, dtype=np.uint32)
+    got = run_units(tb, words, np.zeros_like(words))["lzc"]
+    for width, byte in LZC_WIDTHS.items():
+        field = (got >> (8 * byte)) & 0xFF
+        cnt, empty = lzc_reference(words, width)
+        bad = ((field & 0x7F) != cnt) | (((field >> 7) & 1).astype(bool) != empty)
+        assert not bad.any(), (f"lzc Width={width}: {bad.sum()} differ, e.g. "
+                               f"{[f'{w:08x}' for w in words[bad][:5]]}")
+
+
+def test_lzc_counts_leading_zeros_of_every_10_bit_value(units_tb: Path) -> None:
+    rng = np.random.default_rng(8)
+    low = np.arange(1024, dtype=np.uint32)
+    # random upper bits above the 10 low ones, so the wider counters see varied words too
+    high = rng.integers(0, 1 << 22, size=low.size, dtype=np.uint32) << 10
+    _check_lzc(units_tb, np.concatenate([low, low | high]))
+
+
+def test_lzc_counts_leading_zeros_on_corner_and_random_words(units_tb: Path) -> None:
+    rng = np.random.default_rng(9)
+    bit = np.uint32(1) << np.arange(32, dtype=np.uint32)         # a single set bit anywhere
+    below = bit | (rng.integers(0, 2**32, size=32, dtype=np.uint64).astype(np.uint32)
+                   & (bit - np.uint32(1)))                        # leading one, random below
+    ones = np.uint32(0xFFFFFFFF) >> np.arange(32, dtype=np.uint32)  # 1..1 of every length
+    rand = rng.integers(0, 2**32, size=20_000, dtype=np.uint64).astype(np.uint32)
+    # shift random words right by 0..31 so every leading-zero count is frequent
+    rand >>= rng.integers(0, 32, size=rand.size).astype(np.uint32)
+    corners = np.array([0, 0xFFFFFFFF, 0x07FFFFFF, 0x04000000, 0x03FFFFFF, 0x000003FF,
+                        0x00000200, 0x00000400, 0x80000000], dtype=np.uint32)
+    _check_lzc(units_tb, np.concatenate([corners, bit, below, ones, rand]))
+
+
+# ---- fp classifier ----------------------------------------------------------------------------
+
+CLASS_BITS = ("normal", "subnormal", "zero", "inf", "nan", "signalling", "quiet")
+
+
+def classify_reference(bits: np.ndarray, dtype: type[np.floating]) -> dict[str, np.ndarray]:
+    """IEEE classes of the words ``bits`` read as ``dtype`` (numpy's float16 / float32), from
+    the values (numpy), except quiet vs signalling: the mantissa MSB (IEEE 754-2008 6.2.1)."""
+    info = np.finfo(dtype)
+    uint = np.uint16 if dtype == np.float16 else np.uint32
+    x = bits.astype(uint).view(dtype)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(x)
+        mag = np.abs(x.astype(np.float64))
+    nan = np.isnan(x)
+    quiet_bit = ((bits >> (info.nmant - 1)) & 1).astype(bool)
+    return {"normal": finite & (mag >= float(info.tiny)),
+            "subnormal": finite & (mag > 0) & (mag < float(info.tiny)),
+            "zero": finite & (mag == 0), "inf": np.isinf(x), "nan": nan,
+            "signalling": nan & ~quiet_bit, "quiet": nan & quiet_bit}
+
+
+def _check_classify(tb: Path, words: np.ndarray) -> None:
+    words = np.asarray(words, dtype=np.uint32)
+    got = run_units(tb, words, np.zeros_like(words))["cls"]
+    for shift, dtype, low in ((0, np.float16, words & 0xFFFF), (8, np.float32, words)):
+        want = classify_reference(low, dtype)
+        field = (got >> shift) & 0x7F
+        for i, name in enumerate(CLASS_BITS):
+            g = ((field >> i) & 1).astype(bool)
+            bad = g != want[name]
+            assert not bad.any(), (f"{dtype.__name__} {name}: {bad.sum()} differ, e.g. "
+                                   f"{[f'{w:08x}' for w in words[bad][:5]]}")
+        # exactly one of the five classes, and a NaN is quiet or signalling
+        assert np.all(sum(((field >> i) & 1) for i in range(5)) == 1)
+
+
+def test_fp_classify_matches_numpy_for_every_fp16_value(units_tb: Path) -> None:
+    h = np.arange(65536, dtype=np.uint32)
+    got = run_units(units_tb, h, np.zeros_like(h))["cls"] & 0x7F
+    assert np.sum((got >> 4) & 1) == 2 * 1023  # NaNs: exponent 31, mantissa != 0
+    _check_classify(units_tb, h)
+
+
+def test_fp_classify_matches_numpy_on_fp32_corners_and_random_words(units_tb: Path) -> None:
+    rng = np.random.default_rng(10)
+    corners = np.array([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x00800000, 0x3F800000,
+                        0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7F800001, 0x7FBFFFFF,
+                        0x7FC00000, 0xFFC00001, 0x7FFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
+    rand = rng.integers(0, 2**32, size=20_000, dtype=np.uint64).astype(np.uint32)
+    # a third with exponent field 0 and a third with all ones: zeros, subnormals, inf, NaNs
+    k = rand.size // 3
+    rand[:k] &= 0x807FFFFF
+    rand[k:2 * k] |= 0x7F800000
+    rand[:100] &= 0x80000000  # some zeros of both signs
+    _check_classify(units_tb, np.concatenate([corners, rand]))
+
+
+# ---- the units after synthesis ---------------------------------------------------------------
+
+#: Verilator flags for the Yosys netlist (generic gates: its style is Yosys's, not ours)
+NETLIST_FLAGS = ["-O1", "-Wno-fatal", "-Wno-lint", "-Wno-style"]
+
+
+@pytest.mark.slow
+def test_yosys_netlist_of_the_units_matches_their_rtl(units_tb: Path, tmp_path: Path) -> None:
+    """Yosys 0.70 can silently miscompile SystemVerilog (TOOLCHAIN.md): synthesize the unit
+    testbench to generic gates and require its outputs bit-identical to the RTL's."""
+    from flows.tools import find_yosys, yosys_env
+
+    sources = unit_sources()
+    for f in sources:
+        shutil.copy(f, tmp_path / f.name)
+    script = ["read_verilog -sv " + " ".join(f.name for f in sources),
+              "hierarchy -check -top halut_units_tb", "synth -flatten -top halut_units_tb",
+              "opt_clean -purge", "write_verilog -noattr netlist.v"]
+    (tmp_path / "units.ys").write_text("\n".join(script) + "\n")
+    res = subprocess.run([str(find_yosys()), "-q", "-l", "units.log", "units.ys"], cwd=tmp_path,
+                         env=yosys_env(), capture_output=True, text=True, check=False)
+    assert res.returncode == 0, (tmp_path / "units.log").read_text()[-3000:]
+    netlist = tmp_path / "netlist.v"
+    key = _digest([netlist, TB_CPP, verilator_bin()], NETLIST_FLAGS)
+    net_tb = _verilate_tb([netlist], NETLIST_FLAGS, key)
+
+    rng = np.random.default_rng(11)
+    fp16 = _fp16_structured()
+    a16, b16 = (x.ravel() for x in np.meshgrid(fp16, fp16, indexing="ij"))
+    specials = np.array([0, 0x80000000, 1, 0x007FFFFF, 0x00800000, 0x3F800000, 0x7F7FFFFF,
+                         0x7F800000, 0xFF800000, 0x7F800001, 0x7FC00000, 0xFFFFFFFF],
+                        dtype=np.uint32)
+    sa, sb = (x.ravel() for x in np.meshgrid(specials, specials, indexing="ij"))
+    n = 40_000
+    ra = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+    rb = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+    k = n // 2  # nearby exponents: cancellation and long normalisation shifts
+    rb[:k] = (rb[:k] & 0x807FFFFF) | (ra[:k] & 0x7F800000)
+    ra >>= rng.integers(0, 32, size=n).astype(np.uint32)  # every leading-zero count
+    h = np.arange(65536, dtype=np.uint32)
+    a = np.concatenate([a16, sa, ra, h])
+    b = np.concatenate([b16, sb, rb, h[::-1]])
+    want, got = run_units(units_tb, a, b), run_units(net_tb, a, b)
+    for name in want:
+        bad = want[name] != got[name]
+        assert not bad.any(), (f"{name}: netlist differs from the RTL for {bad.sum()} vectors,"
+                               f" e.g. a={a[bad][:3]} b={b[bad][:3]}")
 
 
 # ---- the top module -------------------------------------------------------------------------

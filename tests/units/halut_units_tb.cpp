@@ -1,5 +1,6 @@
 // Vector testbench for halut_units_tb: reads "A B" hex words per line from argv[1], drives
-// the purely combinational units, writes "CVT GT16 GTI8 ADD ACC" hex per line to argv[2].
+// the purely combinational units, writes "CVT GT16 GTI8 ADD ACC LZC CLS" hex
+// per line to argv[2].
 #include <cstdio>
 #include <memory>
 
@@ -29,9 +30,10 @@ int main(int argc, char** argv) {
     dut->a_i = a;
     dut->b_i = b;
     dut->eval();
-    std::fprintf(out, "%08x %x %x %08x %08x\n", static_cast<unsigned>(dut->cvt_o),
+    std::fprintf(out, "%08x %x %x %08x %08x %08x %04x\n", static_cast<unsigned>(dut->cvt_o),
                  static_cast<unsigned>(dut->gt16_o), static_cast<unsigned>(dut->gti8_o),
-                 static_cast<unsigned>(dut->add_o), static_cast<unsigned>(dut->acc_o));
+                 static_cast<unsigned>(dut->add_o), static_cast<unsigned>(dut->acc_o),
+                 static_cast<unsigned>(dut->lzc_o), static_cast<unsigned>(dut->cls_o));
     ++n;
   }
   dut->final();
