@@ -110,13 +110,16 @@ class _HalutLayer(nn.Module):
 
     @backend.setter
     def backend(self, name: str) -> None:
-        self._backend = check_backend_name(name)
+        name = check_backend_name(name)
+        if name != getattr(self, "_backend", None):
+            self.backend_options = {}  # options belong to the backend they were given for
+        self._backend = name
 
     def set_backend(self, name: str, **options: Any) -> Self:
         """Choose the backend and its options (checked now); returns the module."""
         make_backend(check_backend_name(name), **options)
-        self.backend_options = dict(options)
         self.backend = name
+        self.backend_options = dict(options)
         return self
 
     # ---- loading learned state -------------------------------------------------------------

@@ -135,7 +135,6 @@ class RtlSession:
         self.build = build_for(self.params, self.driver, trace=backend.trace_kind,
                                sources=backend.sources)
         self.amap = self.params.address_map
-        self.beats_per_row = self.params.M // self.params.out_lanes
         self.thresholds_loaded = False
         self.stream_: _ColumnStream | None = None
         self.sim = open_sim(self.build, self.driver, backend.vcd)

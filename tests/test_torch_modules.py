@@ -59,6 +59,21 @@ def test_backend_names_are_checked_where_they_are_given() -> None:
         lin.backend = "fpga"
 
 
+def test_backend_options_are_checked_and_belong_to_their_backend() -> None:
+    p = quantize(learn(np.random.default_rng(0).standard_normal((64, 6)).astype(np.float32),
+                       np.ones((6, 3), np.float32), 2, 4))
+    lin = HalutLinear.from_learned(p)
+    with pytest.raises(HalutError, match="takes no options"):
+        lin.set_backend("golden", impl="torch")
+    x = torch.zeros(2, 6)
+    y_gpu = lin.set_backend("gpu", impl="torch")(x)
+    assert lin.backend_options == {"impl": "torch"}
+    assert lin.last_result is not None and lin.last_result.info["impl"] == "torch"
+    lin.backend = "golden"  # a new backend starts without the old one's options
+    assert lin.backend_options == {}
+    assert torch.equal(lin(x), y_gpu)
+
+
 def _learned_linear(rng: np.random.Generator, D: int = 24, M: int = 6, C: int = 4, K: int = 8
                     ) -> tuple[HalutLinear, np.ndarray]:
     A = rng.standard_normal((400, D)).astype(np.float32)
