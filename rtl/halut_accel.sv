@@ -187,24 +187,16 @@ module halut_accel #(
       .gt_o(bit_l)
     );
 
-    // next state of stage l (holds while adv is low)
+    // next state of stage l (loaded when adv is high: every stage holds while it is low)
     logic               p_v_d;
     logic [CW-1:0]      p_c_d;
     logic [L-1:0]       p_code_d;
     logic [L*FeatW-1:0] p_feat_d;
 
-    always_comb begin
-      p_v_d    = p_v_q[l];
-      p_c_d    = p_c_q[l];
-      p_code_d = p_code_q[l];
-      p_feat_d = p_feat_q[l];
-      if (adv) begin
-        p_v_d    = v_in;
-        p_c_d    = c_in;
-        p_code_d = (code_in << 1) | L'(bit_l);
-        p_feat_d = feat_in >> FeatW; // the next level's feature moves to slot 0
-      end
-    end
+    assign p_v_d    = v_in;
+    assign p_c_d    = c_in;
+    assign p_code_d = (code_in << 1) | L'(bit_l);
+    assign p_feat_d = feat_in >> FeatW; // the next level's feature moves to slot 0
 
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
@@ -212,7 +204,7 @@ module halut_accel #(
         p_c_q[l]    <= '0;
         p_code_q[l] <= '0;
         p_feat_q[l] <= '0;
-      end else begin
+      end else if (adv) begin
         p_v_q[l]    <= p_v_d;
         p_c_q[l]    <= p_c_d;
         p_code_q[l] <= p_code_d;
@@ -243,23 +235,16 @@ module halut_accel #(
   logic unused_feat;
   assign unused_feat = ^p_feat_q[L-1];
 
-  always_comb begin
-    a_v_d     = a_v_q;
-    a_first_d = a_first_q;
-    a_last_d  = a_last_q;
-    if (adv) begin
-      a_v_d     = lut_v;
-      a_first_d = (lut_c == '0);
-      a_last_d  = (lut_c == CW'(C - 1));
-    end
-  end
+  assign a_v_d     = lut_v;
+  assign a_first_d = (lut_c == '0);
+  assign a_last_d  = (lut_c == CW'(C - 1));
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       a_v_q     <= 1'b0;
       a_first_q <= 1'b0;
       a_last_q  <= 1'b0;
-    end else begin
+    end else if (adv) begin
       a_v_q     <= a_v_d;
       a_first_q <= a_first_d;
       a_last_q  <= a_last_d;
@@ -307,36 +292,41 @@ module halut_accel #(
       );
     end
 
-    // next state of column m: the LUT value read at (c, code); the row's sum goes to the
-    // accumulator, or for its last codebook to the output buffer
+    // next state of column m: the LUT value read at (c, code), loaded when adv is high; the
+    // row's sum goes to the accumulator, or for its last codebook to the output buffer (write
+    // enables rather than a hold in the next state: an unpacked-array register written only
+    // when it changes also simulates faster in Verilator)
     logic [LutW-1:0] a_val_d;
     logic [AccW-1:0] acc_d, obuf_d;
+    logic            acc_en, obuf_en;
 
-    always_comb begin
-      a_val_d = a_val_q[m];
-      acc_d   = acc_q[m];
-      obuf_d  = obuf_q[m];
-      if (adv) begin
-        a_val_d = lut_mem[lut_raddr];
-        if (a_v_q) begin
-          if (row_done) begin
-            obuf_d = sum;
-          end else begin
-            acc_d = sum;
-          end
-        end
+    assign a_val_d = lut_mem[lut_raddr];
+    assign acc_d   = sum;
+    assign obuf_d  = sum;
+    assign acc_en  = adv && a_v_q && !row_done;
+    assign obuf_en = adv && a_v_q && row_done;
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        a_val_q[m] <= '0;
+      end else if (adv) begin
+        a_val_q[m] <= a_val_d;
       end
     end
 
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
-        a_val_q[m] <= '0;
-        acc_q[m]   <= '0;
-        obuf_q[m]  <= '0;
-      end else begin
-        a_val_q[m] <= a_val_d;
-        acc_q[m]   <= acc_d;
-        obuf_q[m]  <= obuf_d;
+        acc_q[m] <= '0;
+      end else if (acc_en) begin
+        acc_q[m] <= acc_d;
+      end
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        obuf_q[m] <= '0;
+      end else if (obuf_en) begin
+        obuf_q[m] <= obuf_d;
       end
     end
   end
