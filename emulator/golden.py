@@ -25,7 +25,8 @@ def to_fp16(x: np.ndarray) -> np.ndarray:
 
 def to_int8(x: np.ndarray, input_scale: float) -> np.ndarray:
     """float32 -> int8: ``saturate(round_half_even(x * input_scale))`` in float32."""
-    scaled = np.asarray(x, dtype=np.float32) * np.float32(input_scale)
+    with np.errstate(over="ignore"):  # beyond float32: inf, saturated below
+        scaled = np.asarray(x, dtype=np.float32) * np.float32(input_scale)
     with np.errstate(invalid="ignore"):
         return np.clip(np.rint(scaled), -128, 127).astype(np.int8)
 

@@ -18,6 +18,7 @@
 // model's internal calls bind directly (no PLT) and two models in one process never share
 // symbols.
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -83,6 +84,42 @@ template <typename T>
 inline void zero_port(T& port) { port = 0; }
 template <std::size_t N>
 inline void zero_port(VlWide<N>& port) { for (std::size_t i = 0; i < N; ++i) port[i] = 0u; }
+
+// float32 -> IEEE binary16, round to nearest even, subnormals kept, overflow to inf (numpy's
+// astype(float16); after F. Giesen's float_to_half_fast3_rtne). Finite inputs only: the host
+// rejects NaN and inf before any packing.
+inline uint16_t f32_to_f16(float value) {
+    const uint32_t f16_overflow = (127u + 16u) << 23;            // 2^16: inf from here up
+    const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+    uint32_t f;
+    std::memcpy(&f, &value, 4);
+    const uint32_t sign = f & 0x80000000u;
+    f ^= sign;
+    uint16_t o;
+    if (f >= f16_overflow) {
+        o = 0x7C00u;
+    } else if (f < (113u << 23)) {  // below 2^-14: a subnormal or zero result
+        float magic, v;
+        std::memcpy(&magic, &denorm_magic, 4);
+        std::memcpy(&v, &f, 4);
+        v += magic;  // the float add rounds to nearest even at the subnormal's last bit
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        o = static_cast<uint16_t>(bits - denorm_magic);
+    } else {
+        const uint32_t mant_odd = (f >> 13) & 1u;
+        f += (static_cast<uint32_t>(15 - 127) << 23) + 0xFFFu + mant_odd;  // rebias, round
+        o = static_cast<uint16_t>(f >> 13);
+    }
+    return static_cast<uint16_t>(o | (sign >> 16));
+}
+
+// float32 -> int8: saturate(round_half_even(x * scale)) in float32 (golden.to_int8)
+inline uint8_t f32_to_i8(float x, float scale) {
+    float r = std::nearbyint(x * scale);  // default rounding mode: to nearest even
+    r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
+    return static_cast<uint8_t>(static_cast<int8_t>(r));
+}
 
 inline uint64_t splitmix64(uint64_t& s) {
     uint64_t z = (s += 0x9E3779B97F4A7C15ull);
@@ -298,6 +335,28 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
     counts[3] = t;
     counts[4] = out_idx;
     return rc;
+}
+
+// The host side of the input beats (golden.gather + pack_beats, for speed): for every row n
+// and codebook c, feature l = A[n, dims[c, l]] in the threshold format (fmt 0: fp16, 1: int8
+// with input_scale) at bits [l*FeatW, (l+1)*FeatW) of beat n*C + c, in_words words a beat.
+// A: (n_rows, d) float32, finite; dims: (c, l) int32 in [0, d); beats: (n_rows*c, in_words).
+HX_API void hx_pack(const float* A, int64_t n_rows, int64_t d, const int32_t* dims, int c,
+                    int l, int fmt, float input_scale, uint32_t* beats, int in_words) {
+    const int feat_w = fmt == 0 ? 16 : 8;
+    for (int64_t n = 0; n < n_rows; ++n) {
+        const float* row = A + n * d;
+        for (int cb = 0; cb < c; ++cb) {
+            uint32_t* w = beats + (n * c + cb) * in_words;
+            for (int i = 0; i < in_words; ++i) w[i] = 0u;
+            for (int lv = 0; lv < l; ++lv) {
+                const float x = row[dims[cb * l + lv]];
+                const uint32_t v = fmt == 0 ? f32_to_f16(x) : f32_to_i8(x, input_scale);
+                const int bit = lv * feat_w;
+                w[bit / 32] |= v << (bit % 32);
+            }
+        }
+    }
 }
 
 HX_API int64_t hx_cycle(void* p) { return static_cast<int64_t>(static_cast<Sim*>(p)->cycle); }

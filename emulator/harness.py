@@ -15,6 +15,9 @@ ABI (all ``extern "C"``; see harness.cpp for the cycle protocol)::
                       uint64_t* rng /*[2], updated*/, uint64_t valid_thr, uint64_t ready_thr,
                       int64_t max_idle, int64_t out_idx0, int64_t t0, int final,
                       int64_t* counts /*[5]: stream, stall, drain, cycles, out_idx*/)
+    void    hx_pack(const float* A, int64_t n_rows, int64_t d, const int32_t* dims, int c,
+                    int l, int fmt /*0 fp16, 1 int8*/, float input_scale, uint32_t* beats,
+                    int in_words)   /* host-side beat packing, see BatchSim.pack */
     int64_t hx_cycle(void*)
     int     hx_trace_kind()   /* 0 none, 1 VCD, 2 FST */
 
@@ -296,6 +299,11 @@ class BatchSim(StreamDriver):
             ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
             ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
             ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
+        lib.hx_pack.restype = None
+        lib.hx_pack.argtypes = [
+            ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_int32), ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_float, p32, ctypes.c_int]
         lib.hx_cycle.restype = ctypes.c_int64
         lib.hx_cycle.argtypes = [ctypes.c_void_p]
         lib.hx_trace_kind.restype = ctypes.c_int
@@ -320,6 +328,32 @@ class BatchSim(StreamDriver):
         a, d = config_words(addr, data)
         return int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
                                        _ptr(d, ctypes.c_uint16), a.size))
+
+    def pack(self, A: np.ndarray, dims: np.ndarray, threshold_format: str, input_scale: float,
+             in_words: int) -> np.ndarray:
+        """Input beats of rows ``A`` (N, D) finite float32: what ``emulator.rtl.pack_beats(
+        golden.gather(program, A), params)`` gives, in C++ (``hx_pack``), without the GIL.
+
+        Parameters
+        ----------
+        A : (N, D) float32, C-contiguous, finite (the layer runner has checked it)
+        dims : (C, L) int, the program's split dimensions
+        threshold_format : "fp16" or "int8" (with ``input_scale``)
+        in_words : uint32 words per beat
+
+        Returns
+        -------
+        (N*C, in_words) uint32
+        """
+        a = np.ascontiguousarray(A, dtype=np.float32)
+        d = np.ascontiguousarray(dims, dtype=np.int32)
+        C, L = d.shape
+        beats = np.empty((a.shape[0] * C, in_words), dtype=np.uint32)
+        self._lib.hx_pack(_ptr(a, ctypes.c_float), a.shape[0], a.shape[1],
+                          _ptr(d, ctypes.c_int32), C, L,
+                          0 if threshold_format == "fp16" else 1, float(input_scale),
+                          _ptr(beats, ctypes.c_uint32), in_words)
+        return beats
 
     def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
                     t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008

@@ -145,6 +145,9 @@ class RtlSession:
             raise
 
     def prepare(self, A: np.ndarray) -> np.ndarray:
+        if isinstance(self.sim, BatchSim):  # the same beats in C++, beside the stream
+            return self.sim.pack(A, self.program.dims, self.program.threshold_format,
+                                 self.program.input_scale, in_words(self.params))
         return pack_beats(golden.gather(self.program, A), self.params)
 
     def load(self, lo: int, hi: int) -> CycleReport:

@@ -286,15 +286,16 @@ class _Prefetch:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="halut-host")
         self.futures: dict[int, Future[Any]] = {}
 
-    def _submit(self, r: int) -> None:
+    def submit(self, r: int) -> None:
+        """Start preparing row tile ``r`` (if it is not under way already)."""
         if r not in self.futures:
             lo, hi = self.rows[r]
             self.futures[r] = self.pool.submit(self.session.prepare, self.A[lo:hi])
 
     def get(self, r: int, next_r: int | None) -> Any:
-        self._submit(r)
+        self.submit(r)
         if next_r is not None:
-            self._submit(next_r)
+            self.submit(next_r)
         value = self.futures[r].result()
         if not self.keep:
             del self.futures[r]
@@ -363,6 +364,7 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
             if not todo[t]:
                 continue
             assert session is not None and prefetch is not None
+            prefetch.submit(todo[t][0])  # the first rows get ready while the LUT tile loads
             config = session.load(c0, c1)
             pending: list[int] = []
             for i, r in enumerate(todo[t]):

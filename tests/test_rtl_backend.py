@@ -490,3 +490,35 @@ def test_row_tiles_stream_as_one_stream_and_each_lut_tile_loads_once(driver: str
     assert sum(c.drain for c in tiled.column_tiles) == sum(
         t.cycles.drain for t in tiled.tiles if t.cycles is not None)
     assert all(t.column_tiles[k].drain == 0 for t in tiled.tiles[:-1] for k in range(n_cols))
+
+
+def _pack_stress_values(rng: np.random.Generator) -> np.ndarray:
+    """float32 values at every fp16/int8 rounding edge: ties to even, subnormal steps, the
+    overflow to inf, +-0, int8 saturation, and random magnitudes over the whole range."""
+    f16 = np.arange(0, 0x7C00, 7, dtype=np.uint16).view(np.float16).astype(np.float32)
+    nxt = np.nextafter(f16, np.float32(np.inf))
+    mids = (f16[:-1].astype(np.float64) + f16[1:].astype(np.float64)) / 2  # exact ties
+    edges = np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, 65536.0, 3.0e38, 2.0**-24,
+                      2.0**-25, 1.5 * 2.0**-25, 2.0**-14, 127.5, 128.5, -128.5, -129.0,
+                      0.5, 1.5, 2.5, -0.5, -2.5], dtype=np.float64)
+    rand = rng.standard_normal(4000) * np.exp(rng.uniform(-30, 30, 4000))
+    vals = np.concatenate([f16, nxt, mids, edges, rand]).astype(np.float32)
+    vals = vals[np.isfinite(vals)]
+    return np.concatenate([vals, -vals])
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8"),
+                                  config_param("C3K4M8_int8_int8")])
+def test_host_packing_in_cpp_equals_golden_gather_and_pack_beats(name: str) -> None:
+    """BatchSim.pack (hx_pack: gather, fp16/int8 conversion, packing in C++) gives exactly
+    the beats of golden.gather + pack_beats, on every rounding edge of both formats."""
+    program, params = program_for(name, seed=5)
+    if program.threshold_format == "int8":
+        program = program.replace(input_scale=3.7)
+    vals = _pack_stress_values(np.random.default_rng(6))
+    A = np.resize(vals, (vals.size // program.D + 1) * program.D).reshape(-1, program.D)
+    want = pack_beats(golden.gather_features(program, A), params)
+    with BatchSim(build_harness(params).path) as sim:
+        got = sim.pack(A, program.dims, program.threshold_format, program.input_scale,
+                       in_words(params))
+    np.testing.assert_array_equal(got, want)
