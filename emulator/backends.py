@@ -2,7 +2,7 @@
 attribute): :func:`make_backend`.
 
 Every backend has one interface (:class:`emulator.runner.Backend`): ``run(program, A) ->
-RunResult`` for a whole matrix, and ``open(layer, rows)`` for the layer runner's loop nest,
+RunResult`` for a whole matrix, and ``open(layer)`` for the layer runner's loop nest,
 plus capabilities (``counts_cycles``, ``column_tile``).
 
 * ``float``: the exact ``A @ weights + bias`` in float32 by torch (the accuracy reference;
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from emulator import golden
-from emulator.runner import Backend, BackendBase, Cell, LayerModel, RunResult
+from emulator.runner import Backend, BackendBase, Cell, LayerModel, RowsSession, RunResult
 from learning.errors import HalutError
 from learning.program import HardwareProgram
 
@@ -30,41 +30,19 @@ BACKENDS: tuple[str, ...] = ("float", "maddness", "golden", "rtl", "gpu")
 PROGRAM_BACKENDS: tuple[str, ...] = ("golden", "rtl", "gpu")
 
 
-class _RowsSession:
-    """A session that computes each cell with one function of the rows (no simulator)."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def prepare(self, A: np.ndarray) -> np.ndarray:
-        return A
-
-    def load(self, lo: int, hi: int) -> None:
-        return None
-
-    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
-        return [self.fn(A)]
-
-    def close(self, *, keep: bool) -> None:
-        return None
-
-    def info(self) -> dict[str, Any]:
-        return {}
-
-
 class GoldenBackend(BackendBase):
     """The specification: gather, encode, accumulate, dequantize (emulator/golden.py)."""
 
     name = "golden"
 
-    def open(self, layer: LayerModel, rows: int) -> _RowsSession:
+    def open(self, layer: LayerModel) -> RowsSession:
         program = layer.need_program(self.name)
 
         def cell(A: np.ndarray) -> Cell:
             acc = golden.accumulate(program, golden.encode(program, golden.gather(program, A)))
             return Cell(y=golden.dequantize(program, acc), acc=acc)
 
-        return _RowsSession(cell)
+        return RowsSession(cell)
 
 
 class FloatBackend(BackendBase):
@@ -72,7 +50,7 @@ class FloatBackend(BackendBase):
 
     name = "float"
 
-    def open(self, layer: LayerModel, rows: int) -> _RowsSession:
+    def open(self, layer: LayerModel) -> RowsSession:
         if layer.weights is None or layer.bias is None:
             raise HalutError("the float backend needs the layer's float weights; this model "
                              "holds none")
@@ -87,7 +65,7 @@ class FloatBackend(BackendBase):
                                                torch.from_numpy(W), torch.from_numpy(b))
             return Cell(y=y.numpy(), acc=None)
 
-        return _RowsSession(cell)
+        return RowsSession(cell)
 
     def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:
         raise HalutError("the float backend runs a layer's float weights, not a hardware "
@@ -99,12 +77,12 @@ class MaddnessBackend(BackendBase):
 
     name = "maddness"
 
-    def open(self, layer: LayerModel, rows: int) -> _RowsSession:
+    def open(self, layer: LayerModel) -> RowsSession:
         model = layer.model
         if model is None:
             raise HalutError("backend 'maddness' needs the float HalutModel, which this layer "
                              "does not hold")
-        return _RowsSession(lambda A: Cell(y=np.asarray(model.predict(A), np.float32),
+        return RowsSession(lambda A: Cell(y=np.asarray(model.predict(A), np.float32),
                                            acc=None))
 
     def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:

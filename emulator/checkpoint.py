@@ -68,7 +68,7 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 @dataclass
 class TileRecord:
-    """One finished cell: rows ``[lo, hi)`` x output columns ``[col_lo, col_hi)``."""
+    """One finished cell: rows ``[lo, hi)`` of one column tile of the layer's matrix."""
 
     lo: int
     hi: int
@@ -76,8 +76,6 @@ class TileRecord:
     acc: np.ndarray | None  # (hi-lo, M) int32 | float32, None for the float backend
     cycles: CycleReport | None = None
     resumed: bool = False
-    col_lo: int = 0  # output columns [col_lo, col_hi) of the cell (col_hi 0: all)
-    col_hi: int = 0
 
 
 @dataclass
@@ -147,5 +145,4 @@ class TileStore:
             return None
         cyc = header.get("cycles")
         return TileRecord(lo=lo, hi=hi, y=arrays["y"], acc=arrays.get("acc"),
-                          cycles=CycleReport.from_dict(cyc) if cyc else None, resumed=True,
-                          col_lo=cols[0] if cols else 0, col_hi=cols[1] if cols else M)
+                          cycles=CycleReport.from_dict(cyc) if cyc else None, resumed=True)

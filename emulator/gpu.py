@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from emulator import gpu_torch
-from emulator.runner import BackendBase, Cell, LayerModel, RunResult
+from emulator.runner import BackendBase, Cell, LayerModel, RowsSession, RunResult
 from learning.errors import HalutError
 from learning.program import HardwareProgram
 from learning.validate import as_float_matrix
@@ -356,32 +356,6 @@ def run_gpu(program: HardwareProgram, A: Any, *, impl: str = "auto",
     return RunResult(y=y_t.cpu().numpy(), acc=acc_t.cpu().numpy(), backend="gpu", info=info)
 
 
-class GpuSession:
-    """The GPU path for one layer: the program moved to the device once, rows per call."""
-
-    def __init__(self, backend: GpuBackend, program: HardwareProgram) -> None:
-        self.backend, self.program = backend, program
-        self.last_info: dict[str, Any] = {}
-
-    def prepare(self, A: np.ndarray) -> np.ndarray:
-        return A
-
-    def load(self, lo: int, hi: int) -> None:
-        return None
-
-    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
-        r = run_gpu(self.program, A, **self.backend.options)
-        self.last_info = r.info
-        assert r.acc is not None
-        return [Cell(y=r.y[:, lo:hi], acc=r.acc[:, lo:hi])]
-
-    def close(self, *, keep: bool) -> None:
-        return None
-
-    def info(self) -> dict[str, Any]:
-        return self.last_info
-
-
 class GpuBackend(BackendBase):
     """The GPU reference path as a backend object; options are :func:`run_gpu`'s (impl,
     device, mode, block_n, block_m)."""
@@ -397,8 +371,17 @@ class GpuBackend(BackendBase):
     def options_key(self) -> dict[str, Any]:
         return {k: str(v) for k, v in self.options.items()}
 
-    def open(self, layer: LayerModel, rows: int) -> GpuSession:
-        return GpuSession(self, layer.need_program(self.name))
+    def open(self, layer: LayerModel) -> RowsSession:
+        program = layer.need_program(self.name)
+        info: dict[str, Any] = {}
+
+        def cell(A: np.ndarray) -> Cell:
+            r = run_gpu(program, A, **self.options)  # one call per row tile
+            info.update(r.info)
+            assert r.acc is not None
+            return Cell(y=r.y, acc=r.acc)
+
+        return RowsSession(cell, info)
 
 
 def encode(program: HardwareProgram, A: Any, *, impl: str = "auto",

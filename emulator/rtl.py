@@ -229,7 +229,7 @@ class RtlBackend(BackendBase):
                 "backpressure": self.backpressure, "seed": self.seed,
                 "sources": None if self.sources is None else [str(p) for p in self.sources]}
 
-    def open(self, layer: LayerModel, rows: int) -> RtlSession:
+    def open(self, layer: LayerModel) -> RtlSession:
         return RtlSession(self, layer.need_program(self.name))
 
     def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:

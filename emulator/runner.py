@@ -3,7 +3,7 @@
 Every path that computes a layer (``halut run``, ``halut emulate``/``compare``, the torch
 modules, the demo, the benchmarks) comes through :func:`run_matrix`::
 
-    session = backend.open(layer, rows=R)          # rtl: build (cached), open one simulator
+    session = backend.open(layer)          # rtl: build (cached), open one simulator
     for each column tile [c0, c1) of the backend:   # rtl: params.M columns; others: all of M
         session.load(c0, c1)                        # rtl: thresholds once, this LUT tile once
         for each row tile [r0, r1):                 # resumable: finished cells are skipped
@@ -25,6 +25,7 @@ the torch modules' ``backend`` attribute). This module only needs the two protoc
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -215,8 +216,8 @@ class Backend(Protocol):
     def column_tile(self, layer: LayerModel) -> int:
         """Output columns per column tile for this layer (``layer.M``: one tile)."""
 
-    def open(self, layer: LayerModel, rows: int) -> Session:
-        """Open a session for ``layer`` (which will stream ``rows`` rows in all)."""
+    def open(self, layer: LayerModel) -> Session:
+        """Open a session for ``layer`` (rtl: build or find the model, open one simulator)."""
 
     def options_key(self) -> dict[str, Any]:
         """The options that change the numbers or cycles (the resume key)."""
@@ -226,6 +227,31 @@ class Backend(Protocol):
 
 
 TileHook = Callable[[int, TileRecord], None]
+
+
+class RowsSession:
+    """The session of a backend with no simulator: each cell is one call ``fn(rows)``, no
+    preparation, nothing to load; ``info`` is what the result reports (``fn`` may fill it)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], Cell],
+                 info: dict[str, Any] | None = None) -> None:
+        self.fn = fn
+        self._info = {} if info is None else info
+
+    def prepare(self, A: np.ndarray) -> np.ndarray:
+        return A
+
+    def load(self, lo: int, hi: int) -> None:
+        return None
+
+    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
+        return [self.fn(A)]
+
+    def close(self, *, keep: bool) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return self._info
 
 
 class BackendBase:
@@ -243,7 +269,7 @@ class BackendBase:
     def options_key(self) -> dict[str, Any]:
         return {}
 
-    def open(self, layer: LayerModel, rows: int) -> Session:
+    def open(self, layer: LayerModel) -> Session:
         raise NotImplementedError
 
     def run(self, program: HardwareProgram, A: np.ndarray) -> RunResult:
@@ -261,8 +287,6 @@ def _bounds(n: int, step: int) -> list[tuple[int, int]]:
 def _float_digest(layer: LayerModel, backend: str) -> str | None:
     """SHA-256 of what a float path computes with (float: weights and bias; maddness: the
     float model's arrays); None for the program backends (the run key has the program)."""
-    import hashlib
-
     if backend == "float":
         arrays = [layer.weights, layer.bias]
     elif backend == "maddness" and layer.model is not None:
@@ -356,7 +380,7 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
                unit="tile", disable=not progress, leave=False)
     finished = False
     extra: dict[str, Any] = {}
-    session = backend.open(layer, rows=R) if any(todo) else None
+    session = backend.open(layer) if any(todo) else None
     prefetch = (None if session is None else
                 _Prefetch(session, A, rows, keep=sum(bool(t) for t in todo) > 1))
     try:
@@ -380,7 +404,7 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
                     lo, hi = rows[done]
                     rec = TileRecord(lo=lo, hi=hi, y=np.asarray(cell.y, np.float32),
                                      acc=None if cell.acc is None else np.asarray(cell.acc),
-                                     cycles=cyc, col_lo=c0, col_hi=c1)
+                                     cycles=cyc)
                     if store is not None:
                         store.save(rec, None if whole else (c0, c1))
                     cells[(done, t)] = rec
