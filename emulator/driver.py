@@ -27,13 +27,15 @@ import numpy as np
 from emulator.harness import (
     RESET_CYCLES,
     Handshake,
-    StreamCounts,
+    PartEnd,
+    Queues,
     StreamDriver,
     TraceFile,
-    config_words,
+    config_arrays,
+    part_end,
     rng_state,
 )
-from emulator.hwif import TOP, port_names
+from emulator.hwif import TOP, ConfigWrites, port_names
 from learning.errors import HalutError
 
 
@@ -82,6 +84,8 @@ class CycleSim(StreamDriver):
             self._setters[name] = self._bind_setter(lib, name, int(width))
         self._get_in_ready = self._bind_getter32(lib, "in_ready_o")
         self._get_out_valid = self._bind_getter32(lib, "out_valid_o")
+        self._get_cfg_ready = self._bind_getter32(lib, "cfg_ready_o")
+        self._get_pre_ready = self._bind_getter32(lib, "pre_ready_o")
         self._out_words = (self.out_bits + 31) // 32
         fn = lib.get_out_data_o
         if self.out_bits > 64:
@@ -151,7 +155,8 @@ class CycleSim(StreamDriver):
         self.cycle_count += 1
 
     def _idle(self) -> None:
-        for name in ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data_i"):
+        for name in ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data_i",
+                     "pre_valid_i", "pre_data_i"):
             self._set(name, 0)
         self._set("out_ready_i", 1)
 
@@ -165,46 +170,81 @@ class CycleSim(StreamDriver):
         self._set("rst_ni", 1)
         self._settle()
 
-    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
-        a, d = config_words(addr, data)
-        for ai, di in zip(a.tolist(), d.tolist(), strict=True):
+    @staticmethod
+    def _words(rows: np.ndarray) -> list[int]:
+        """(n, words) uint32 -> one Python int per row (word ``i`` at bit ``32*i``)."""
+        shifts = [32 * i for i in range(rows.shape[1])]
+        return [sum(int(w) << s for w, s in zip(row, shifts, strict=True)) for row in rows]
+
+    def config(self, writes: ConfigWrites, max_idle: int = 10_000) -> int:
+        a, w = config_arrays(writes)
+        data = self._words(w)
+        t = i = idle = 0
+        while i < a.size:
             self._set("cfg_valid_i", 1)
-            self._set("cfg_addr_i", ai)
-            self._set("cfg_data_i", di)
+            self._set("cfg_addr_i", int(a[i]))
+            self._set("cfg_data_i", data[i])
             self._set("in_valid_i", 0)
+            self._set("pre_valid_i", 0)
             self._set("out_ready_i", 1)
             self._settle()
+            fire = self._get_cfg_ready() != 0
             self._edge()
+            t += 1
+            if fire:
+                i, idle = i + 1, 0
+            else:
+                idle += 1
+                if idle > max_idle:
+                    raise HalutError(f"the accelerator refused configuration writes for "
+                                     f"{max_idle} cycles")
         self._idle()
         self._settle()
-        return int(a.size)
+        return t
 
     def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
                     t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
                     ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
-                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+                    max_idle: int = 10_000, queues: Queues | None = None) -> PartEnd:
         """Same contract as :meth:`emulator.harness.BatchSim.stream_part`."""
         b = np.asarray(beats, dtype=np.uint32)
         if b.ndim != 2:
             raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
+        q = queues or Queues()
+        ca, cw = config_arrays(q.cfg)
+        cfg_data = self._words(cw)
+        pre_map = [] if q.pre_map is None else [int(x) for x in q.pre_map]
         n_beats, n_out, out_words = b.shape[0], out.shape[0], out.shape[1]
-        shifts = [32 * i for i in range(b.shape[1])]
-        values = [sum(int(w) << s for w, s in zip(row, shifts, strict=True)) for row in b]
+        n_cfg, n_pre = ca.size, len(pre_map)
+        values = self._words(b)
         state = rng if rng is not None else rng_state(0)
-        t = in_idx = 0
-        out_idx = out_start
+        t = in_idx = waited = 0
+        out_idx, cfg_idx, pre_idx = out_start, q.cfg_start, q.pre_start
         last_in = -1
         last_fire = 0
-        while in_idx < n_beats or (final and out_idx < n_out):
+        while in_idx < n_beats or (final and (out_idx < n_out or cfg_idx < n_cfg)):
             want_valid = valid.high(t0 + t, state, 0)
             want_ready = ready.high(t0 + t, state, 1)
-            is_valid = want_valid and in_idx < n_beats
+            gated = cfg_idx < q.gate
+            is_valid = want_valid and in_idx < n_beats and not gated
             self._set("in_valid_i", 1 if is_valid else 0)
             self._set("in_data_i", values[in_idx] if is_valid else 0)
+            cfg_valid = cfg_idx < n_cfg
+            self._set("cfg_valid_i", 1 if cfg_valid else 0)
+            if cfg_valid:
+                self._set("cfg_addr_i", int(ca[cfg_idx]))
+                self._set("cfg_data_i", cfg_data[cfg_idx])
+            pre_valid = pre_idx < n_pre and pre_map[pre_idx] < out_idx
+            self._set("pre_valid_i", 1 if pre_valid else 0)
+            if pre_valid:
+                src = pre_map[pre_idx]
+                self._set("pre_data_i", sum(int(w) << (32 * i) for i, w in enumerate(out[src])))
             self._set("out_ready_i", 1 if want_ready else 0)
             self._settle()
             in_fire = is_valid and self._get_in_ready() != 0
             out_fire = want_ready and self._get_out_valid() != 0
+            cfg_fire = cfg_valid and self._get_cfg_ready() != 0
+            pre_fire = pre_valid and self._get_pre_ready() != 0
             if out_fire:
                 if out_idx >= n_out:
                     raise HalutError("the accelerator produced more results than rows streamed")
@@ -214,24 +254,27 @@ class CycleSim(StreamDriver):
             if in_fire:
                 in_idx += 1
                 last_in = t
-            if in_fire or out_fire:
+            elif in_idx < n_beats and gated:
+                waited += 1
+            cfg_idx += cfg_fire
+            pre_idx += pre_fire
+            if in_fire or out_fire or cfg_fire or pre_fire:
                 last_fire = t
             self._edge()
             t += 1
             if t - last_fire > max_idle:
                 raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles "
                                  f"after {in_idx} of {n_beats} beats in")
-        self._set("in_valid_i", 0)
-        self._set("in_data_i", 0)
+        self._idle()
         self._set("out_ready_i", 0)
         self._settle()
         if final and self._get_out_valid() != 0:
             raise HalutError("the accelerator produced more results than rows streamed")
         self._idle()
         self._settle()
-        if final:
-            return out_idx, StreamCounts(in_idx, (last_in + 1) - in_idx, t - (last_in + 1), t)
-        return out_idx, StreamCounts(in_idx, t - in_idx, 0, t)
+        busy = last_in + 1 if final else t
+        return part_end([in_idx, busy - in_idx - waited, t - busy, t, out_idx, cfg_idx, waited,
+                         pre_idx], q)
 
     @property
     def cycle(self) -> int:

@@ -226,8 +226,15 @@ def _blocks(N: int, M: int, interpreted: bool, block_n: int | None,
             bm if block_m is None else _check_block("block_m", block_m))
 
 
-def triton_encode(prep: PreparedProgram, A: torch.Tensor, block_n: int) -> torch.Tensor:
-    """(N, C) uint8 codes on the device (Triton encode kernel)."""
+def _launch_options(num_warps: int | None) -> dict[str, Any]:
+    """Launch options beyond the kernel's arguments (the interpreter ignores them)."""
+    return {} if num_warps is None else {"num_warps": int(num_warps)}
+
+
+def triton_encode(prep: PreparedProgram, A: torch.Tensor, block_n: int,
+                  num_warps: int | None = None) -> torch.Tensor:
+    """(N, C) uint8 codes on the device (Triton encode kernel); ``num_warps`` None is
+    Triton's default (4)."""
     k = _triton_ready(prep.device)
     p = prep.program
     N = A.shape[0]
@@ -235,24 +242,28 @@ def triton_encode(prep: PreparedProgram, A: torch.Tensor, block_n: int) -> torch
     with np.errstate(all="ignore"):  # the interpreter's numpy casts warn on fp16 overflow
         k.encode_kernel[(k.cdiv(N, block_n),)](
             A, A.stride(0), prep.dims, prep.thr_keys, codes, N, p.C, p.input_scale,
-            L=p.L, K=p.K, FP16_FEAT=prep.fp16_features, BLOCK_N=block_n, enable_fp_fusion=False)
+            L=p.L, K=p.K, FP16_FEAT=prep.fp16_features, BLOCK_N=block_n, enable_fp_fusion=False,
+            **_launch_options(num_warps))
     return codes
 
 
 def triton_decode(prep: PreparedProgram, codes: torch.Tensor, block_n: int, block_m: int,
-                  write_acc: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+                  write_acc: bool = True, num_warps: int | None = None
+                  ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(acc, y) on the device from (N, C) uint8 codes (Triton decode kernel)."""
     return _launch_lut_kernel(prep, "decode_kernel", codes.shape[0], block_n, block_m,
-                              write_acc, (codes,), ())
+                              write_acc, (codes,), (), **_launch_options(num_warps))
 
 
 def triton_fused(prep: PreparedProgram, A: torch.Tensor, block_n: int, block_m: int,
-                 write_acc: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+                 write_acc: bool = True, num_warps: int | None = None
+                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(acc, y) on the device straight from activations (fused Triton kernel)."""
     p = prep.program
     return _launch_lut_kernel(prep, "fused_kernel", A.shape[0], block_n, block_m, write_acc,
                               (A, A.stride(0), prep.dims, prep.thr_keys), (p.input_scale,),
-                              L=p.L, FP16_FEAT=prep.fp16_features)
+                              L=p.L, FP16_FEAT=prep.fp16_features,
+                              **_launch_options(num_warps))
 
 
 def _launch_lut_kernel(prep: PreparedProgram, name: str, N: int, block_n: int, block_m: int,
@@ -261,7 +272,8 @@ def _launch_lut_kernel(prep: PreparedProgram, name: str, N: int, block_n: int, b
     """Allocate (acc, y) and launch ``decode_kernel`` or ``fused_kernel`` on N rows.
 
     The kernel's arguments are ``*head, lut_t, scale, bias, acc, y, N, M, C, *tail``, its
-    constants K, FP16_LUT, WRITE_ACC, BLOCK_N, BLOCK_M plus ``consts``; the grid is
+    constants K, FP16_LUT, WRITE_ACC, BLOCK_N, BLOCK_M plus ``consts`` (which may also hold
+    launch options such as ``num_warps``); the grid is
     (N / block_n, M / block_m). Without ``write_acc`` the acc pointer is y's (never stored to).
     """
     k = _triton_ready(prep.device)

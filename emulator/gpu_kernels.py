@@ -30,6 +30,9 @@ Arithmetic, mirroring emulator/golden.py:
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
+from typing import Any
 
 import torch
 
@@ -170,42 +173,89 @@ def cdiv(a: int, b: int) -> int:
     return int(triton.cdiv(a, b))
 
 
-def compile_ptx(kernel: str, *, fp16_features: bool = True, fp16_lut: bool = True, K: int = 16,
-                block_n: int = 64, block_m: int = 64, arch: int = 90) -> str:
-    """PTX of one kernel compiled ahead of time for CUDA ``sm_<arch>`` (no GPU needed).
-
-    Used to check, without a GPU, what the compiled arithmetic is (no ``fma``, no ``.ftz``).
-    Only possible when the kernels were not decorated for the interpreter: run it in a
-    process with ``TRITON_INTERPRET=0``.
-    """
+def _compiled(kernel: str, *, fp16_features: bool, fp16_lut: bool, K: int, block_n: int,
+              block_m: int, a_dtype: str, write_acc: bool, num_warps: int, arch: int) -> Any:
+    """``triton.compile`` of one kernel ahead of time for CUDA ``sm_<arch>`` (no GPU needed)."""
     if INTERPRETED:
         raise RuntimeError("kernels were decorated for the interpreter; set TRITON_INTERPRET=0")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    if a_dtype not in ("fp32", "fp16"):
+        raise ValueError(f"a_dtype must be 'fp32' or 'fp16', got {a_dtype!r}")
+    a = f"*{a_dtype}"
     lut = "*fp16" if fp16_lut else "*i8"
     acc = "*fp32" if fp16_lut else "*i32"
     L = int(K).bit_length() - 1
     table: dict[str, tuple[object, dict[str, str], dict[str, object]]] = {
         "encode_kernel": (encode_kernel, {
-            "a_ptr": "*fp32", "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
+            "a_ptr": a, "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
             "codes_ptr": "*u8", "N": "i32", "C": "i32", "input_scale": "fp32"},
             {"L": L, "K": K, "FP16_FEAT": fp16_features, "BLOCK_N": block_n}),
         "decode_kernel": (decode_kernel, {
             "codes_ptr": "*u8", "lut_ptr": lut, "scale_ptr": "*fp32", "bias_ptr": "*fp32",
             "acc_ptr": acc, "y_ptr": "*fp32", "N": "i32", "M": "i32", "C": "i32"},
-            {"K": K, "FP16_LUT": fp16_lut, "WRITE_ACC": True, "BLOCK_N": block_n,
+            {"K": K, "FP16_LUT": fp16_lut, "WRITE_ACC": write_acc, "BLOCK_N": block_n,
              "BLOCK_M": block_m}),
         "fused_kernel": (fused_kernel, {
-            "a_ptr": "*fp32", "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
+            "a_ptr": a, "stride_an": "i32", "dims_ptr": "*i32", "thr_ptr": "*i32",
             "lut_ptr": lut, "scale_ptr": "*fp32", "bias_ptr": "*fp32", "acc_ptr": acc,
             "y_ptr": "*fp32", "N": "i32", "M": "i32", "C": "i32", "input_scale": "fp32"},
             {"L": L, "K": K, "FP16_FEAT": fp16_features, "FP16_LUT": fp16_lut,
-             "WRITE_ACC": True, "BLOCK_N": block_n, "BLOCK_M": block_m}),
+             "WRITE_ACC": write_acc, "BLOCK_N": block_n, "BLOCK_M": block_m}),
     }
     fn, sig, consts = table[kernel]
     signature: dict[str, str] = {**sig, **{name: "constexpr" for name in consts}}
     src = ASTSource(fn=fn, signature=signature, constexprs=consts)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options={"enable_fp_fusion": False})
-    return str(compiled.asm["ptx"])
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                          options={"enable_fp_fusion": False, "num_warps": num_warps})
+
+
+def compile_asm(kernel: str, *, fp16_features: bool = True, fp16_lut: bool = True, K: int = 16,
+                block_n: int = 64, block_m: int = 64, a_dtype: str = "fp32",
+                write_acc: bool = True, num_warps: int = 4, arch: int = 90,
+                sass: bool = False) -> dict[str, str]:
+    """PTX (and, with ``sass``, the SASS that ``ptxas`` made of it) of one kernel compiled
+    ahead of time for CUDA ``sm_<arch>``, exactly as a launch with these arguments compiles
+    it (``enable_fp_fusion=False``), but without a GPU.
+
+    ``kernel`` is ``"encode_kernel"``, ``"decode_kernel"`` or ``"fused_kernel"``; ``a_dtype``
+    the activations' type (``"fp32"``, or ``"fp16"`` for a float16 device tensor). The SASS
+    comes from the ``cuobjdump`` in Triton's wheel. Only possible when the kernels were not
+    decorated for the interpreter: run it in a process with ``TRITON_INTERPRET=0``.
+    """
+    compiled = _compiled(kernel, fp16_features=fp16_features, fp16_lut=fp16_lut, K=K,
+                         block_n=block_n, block_m=block_m, a_dtype=a_dtype,
+                         write_acc=write_acc, num_warps=num_warps, arch=arch)
+    out = {"ptx": str(compiled.asm["ptx"])}
+    if sass:
+        out["sass"] = str(compiled.asm["sass"])
+    return out
+
+
+def compile_ptx(kernel: str, *, fp16_features: bool = True, fp16_lut: bool = True, K: int = 16,
+                block_n: int = 64, block_m: int = 64, arch: int = 90, a_dtype: str = "fp32",
+                write_acc: bool = True, num_warps: int = 4) -> str:
+    """PTX of one kernel compiled ahead of time for CUDA ``sm_<arch>`` (no GPU needed).
+
+    Used to check, without a GPU, what the compiled arithmetic is (no ``fma``, no ``.ftz``).
+    Only possible when the kernels were not decorated for the interpreter: run it in a
+    process with ``TRITON_INTERPRET=0``. See :func:`compile_asm` for the arguments.
+    """
+    return compile_asm(kernel, fp16_features=fp16_features, fp16_lut=fp16_lut, K=K,
+                       block_n=block_n, block_m=block_m, a_dtype=a_dtype, write_acc=write_acc,
+                       num_warps=num_warps, arch=arch)["ptx"]
+
+
+_SASS_OP = re.compile(r"^\S+\t(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)")
+
+
+def sass_opcodes(sass: str) -> Counter[str]:
+    """Count of each SASS opcode (with its modifiers, e.g. ``FADD``, ``F2I.TRUNC.NTZ``) in
+    ``cuobjdump -sass`` text as :func:`compile_asm` returns it."""
+    ops: Counter[str] = Counter()
+    for line in sass.splitlines():
+        m = _SASS_OP.match(line.strip())
+        if m:
+            ops[m.group(1)] += 1
+    return ops

@@ -157,9 +157,11 @@ inline void edge(Sim* s) {
 inline void idle_inputs(Sim* s) {
     s->top->cfg_valid_i = 0;
     s->top->cfg_addr_i = 0;
-    s->top->cfg_data_i = 0;
+    zero_port(s->top->cfg_data_i);
     s->top->in_valid_i = 0;
     zero_port(s->top->in_data_i);
+    s->top->pre_valid_i = 0;
+    zero_port(s->top->pre_data_i);
     s->top->out_ready_i = 1;
 }
 
@@ -171,6 +173,7 @@ extern "C" {
 
 // Port widths of this build, for the Python side to check against RtlParams.
 HX_API int hx_in_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::in_data_i)); }
+HX_API int hx_cfg_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::cfg_data_i)); }
 HX_API int hx_trace_kind() {
 #if VM_TRACE
 #if VM_TRACE_FST
@@ -239,45 +242,70 @@ HX_API void hx_reset(void* p, int cycles) {
     settle(s);
 }
 
-// One configuration write per cycle; returns the cycles spent (= n).
-HX_API int64_t hx_config(void* p, const uint32_t* addr, const uint16_t* data, int64_t n) {
+// Configuration writes alone (no beats): write i is addr[i] with cfg_words uint32 of data
+// data[i*cfg_words ..], one per cycle when cfg_ready_o. Returns the cycles spent, or -1 when
+// the accelerator refused writes for max_idle cycles.
+HX_API int64_t hx_config(void* p, const uint32_t* addr, const uint32_t* data, int cfg_words,
+                         int64_t n, int64_t max_idle) {
     Sim* s = static_cast<Sim*>(p);
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0, t = 0, idle = 0;
+    while (i < n) {
         s->top->cfg_valid_i = 1;
         s->top->cfg_addr_i = addr[i];
-        s->top->cfg_data_i = data[i];
+        put_port(s->top->cfg_data_i, data + i * cfg_words, cfg_words);
         s->top->in_valid_i = 0;
+        s->top->pre_valid_i = 0;
         s->top->out_ready_i = 1;
         settle(s);
+        const bool fire = s->top->cfg_ready_o;
         edge(s);
+        ++t;
+        if (fire) {
+            ++i;
+            idle = 0;
+        } else if (++idle > max_idle) {
+            t = -1;
+            break;
+        }
     }
     idle_inputs(s);
     settle(s);
-    return n;
+    return t;
 }
 
-// Stream n_beats input beats (in_words uint32 each) and collect n_out output beats
-// (out_words uint32 each). valid_pat / ready_pat (length > 0) are cyclic 0/1 patterns over the
-// streaming cycles; otherwise the splitmix64 streams rng[0] / rng[1] with thresholds
+// One part of a stream of jobs. Three queues are offered at once, one entry per cycle each:
+//  * configuration writes cfg[cfg_idx0 .. n_cfg) (addr, cfg_words uint32 of data each), taken
+//    when cfg_ready_o;
+//  * input beats beats[0 .. n_beats) (in_words uint32 each), offered only once the writes
+//    before index `gate` have been taken (the job's SWAP: beats follow it a cycle later);
+//  * preload beats pre[pre_idx0 .. n_pre): preload beat i is the result beat out[pre_map[i]]
+//    of an earlier row (the previous codebook pass), offered once that result has been taken.
+// Results land in out[out_idx0 .. n_out) (out_words uint32 each). valid_pat / ready_pat
+// (length > 0) are cyclic 0/1 patterns over the stream's cycles (t0 + t) for the input valid
+// and the output ready; otherwise the splitmix64 streams rng[0] / rng[1] with thresholds
 // valid_thr / ready_thr (0: never) make random bubbles / back-pressure.
-// counts[0..4] = stream, stall, drain, cycles. Returns 0, or -1 when no handshake happened for
-// max_idle cycles (a hang), or -2 when the accelerator offers a result after the last one.
-// One part of a stream: offer beats[0..n_beats) and take results into out[out_idx0..n_out).
 // A part that is not the last (final == 0) returns as soon as its last beat is taken, leaving
-// rows in flight; the next part goes on from there (its results land after out_idx0, the
-// handshake patterns continue at cycle t0 of the stream), so a stream cut into parts takes
-// exactly the cycles of one whole stream, and only the last part drains. counts[5]: stream,
-// stall, drain, cycles of this part, and the results taken so far (out_idx).
+// rows in flight and writes or preloads queued; the next part goes on from there (its results
+// land after out_idx0, the patterns continue at cycle t0), so a stream cut into parts takes
+// exactly the cycles of one whole stream, and only the last part drains.
+// counts[8]: stream (beats taken), stall, drain, cycles of this part, results taken so far
+// (out_idx), writes taken so far (cfg_idx), config (cycles with beats waiting for the gate,
+// no beat taken), preload beats taken so far (pre_idx); stream + stall + config + drain =
+// cycles. Returns 0, or -1 when no handshake happened for max_idle cycles (a hang), or -2
+// when the accelerator offers a result after the last one.
 HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_words, uint32_t* out,
               int64_t n_out, int out_words, const uint8_t* valid_pat, int64_t valid_len,
               const uint8_t* ready_pat, int64_t ready_len, uint64_t* rng, uint64_t valid_thr,
               uint64_t ready_thr, int64_t max_idle, int64_t out_idx0, int64_t t0, int final,
-              int64_t* counts) {
+              const uint32_t* cfg_addr, const uint32_t* cfg_data, int cfg_words, int64_t n_cfg,
+              int64_t cfg_idx0, int64_t gate, const int64_t* pre_map, int64_t n_pre,
+              int64_t pre_idx0, int64_t* counts) {
     Sim* s = static_cast<Sim*>(p);
     Vhalut_accel* top = s->top;
     int64_t t = 0, in_idx = 0, out_idx = out_idx0, last_in = -1, last_fire = 0;
+    int64_t cfg_idx = cfg_idx0, pre_idx = pre_idx0, waited = 0;
     int rc = 0;
-    while (in_idx < n_beats || (final && out_idx < n_out)) {
+    while (in_idx < n_beats || (final && (out_idx < n_out || cfg_idx < n_cfg))) {
         bool want_valid = true, want_ready = true;
         if (valid_len > 0) {
             want_valid = valid_pat[(t0 + t) % valid_len] != 0;
@@ -289,17 +317,29 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
         } else if (ready_thr > 0) {
             want_ready = !((splitmix64(rng[1]) >> 11) < ready_thr);
         }
-        const bool valid = want_valid && in_idx < n_beats;
+        const bool gated = cfg_idx < gate;
+        const bool valid = want_valid && in_idx < n_beats && !gated;
         top->in_valid_i = valid ? 1 : 0;
         if (valid) {
             put_port(top->in_data_i, beats + in_idx * in_words, in_words);
         } else {
             zero_port(top->in_data_i);
         }
+        const bool cfg_valid = cfg_idx < n_cfg;
+        top->cfg_valid_i = cfg_valid ? 1 : 0;
+        if (cfg_valid) {
+            top->cfg_addr_i = cfg_addr[cfg_idx];
+            put_port(top->cfg_data_i, cfg_data + cfg_idx * cfg_words, cfg_words);
+        }
+        const bool pre_valid = pre_idx < n_pre && pre_map[pre_idx] < out_idx;
+        top->pre_valid_i = pre_valid ? 1 : 0;
+        if (pre_valid) put_port(top->pre_data_i, out + pre_map[pre_idx] * out_words, out_words);
         top->out_ready_i = want_ready ? 1 : 0;
         settle(s);
         const bool in_fire = valid && top->in_ready_o;
         const bool out_fire = want_ready && top->out_valid_o;
+        const bool cfg_fire = cfg_valid && top->cfg_ready_o;
+        const bool pre_fire = pre_valid && top->pre_ready_o;
         if (out_fire) {
             if (out_idx >= n_out) {
                 rc = -2;
@@ -311,8 +351,12 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
         if (in_fire) {
             ++in_idx;
             last_in = t;
+        } else if (in_idx < n_beats && gated) {
+            ++waited;
         }
-        if (in_fire || out_fire) last_fire = t;
+        if (cfg_fire) ++cfg_idx;
+        if (pre_fire) ++pre_idx;
+        if (in_fire || out_fire || cfg_fire || pre_fire) last_fire = t;
         edge(s);
         ++t;
         if (t - last_fire > max_idle) {
@@ -321,19 +365,22 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
         }
     }
     if (rc == 0 && final) {  // nothing may follow the last result
-        top->in_valid_i = 0;
-        zero_port(top->in_data_i);
+        idle_inputs(s);
         top->out_ready_i = 0;
         settle(s);
         if (top->out_valid_o) rc = -2;
     }
     idle_inputs(s);
     settle(s);
+    const int64_t busy = final ? last_in + 1 : t;  // cycles up to the last beat (or the end)
     counts[0] = in_idx;
-    counts[1] = final ? (last_in + 1) - in_idx : t - in_idx;
-    counts[2] = final ? t - (last_in + 1) : 0;
+    counts[1] = busy - in_idx - waited;
+    counts[2] = t - busy;
     counts[3] = t;
     counts[4] = out_idx;
+    counts[5] = cfg_idx;
+    counts[6] = waited;
+    counts[7] = pre_idx;
     return rc;
 }
 

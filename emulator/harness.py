@@ -7,14 +7,19 @@ ABI (all ``extern "C"``; see harness.cpp for the cycle protocol)::
     void*   hx_create(const char* trace_path_or_NULL)
     int     hx_destroy(void*)    /* 0, or -1 when writing the waveform failed */
     void    hx_reset(void*, int cycles)
-    int64_t hx_config(void*, const uint32_t* addr, const uint16_t* data, int64_t n)
+    int64_t hx_config(void*, const uint32_t* addr, const uint32_t* data, int cfg_words,
+                      int64_t n, int64_t max_idle)   /* cycles, or -1: refused */
     int     hx_stream(void*, const uint32_t* beats, int64_t n_beats, int in_words,
                       uint32_t* out, int64_t n_out, int out_words,
                       const uint8_t* valid_pat, int64_t valid_len,
                       const uint8_t* ready_pat, int64_t ready_len,
                       uint64_t* rng /*[2], updated*/, uint64_t valid_thr, uint64_t ready_thr,
                       int64_t max_idle, int64_t out_idx0, int64_t t0, int final,
-                      int64_t* counts /*[5]: stream, stall, drain, cycles, out_idx*/)
+                      const uint32_t* cfg_addr, const uint32_t* cfg_data, int cfg_words,
+                      int64_t n_cfg, int64_t cfg_idx0, int64_t gate,
+                      const int64_t* pre_map, int64_t n_pre, int64_t pre_idx0,
+                      int64_t* counts /*[8]: stream, stall, drain, cycles, out_idx,
+                                         cfg_idx, config, pre_idx*/)
     void    hx_pack(const float* A, int64_t n_rows, int64_t d, const int32_t* dims, int c,
                     int l, int fmt /*0 fp16, 1 int8*/, float input_scale, uint32_t* beats,
                     int in_words)   /* host-side beat packing, see BatchSim.pack */
@@ -36,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emulator.hwif import ConfigWrites
 from learning.atomic import check_writable, copy_permissions, temp_beside
 from learning.errors import HalutError
 
@@ -102,15 +108,46 @@ class Handshake:
 
 @dataclass(frozen=True)
 class StreamCounts:
-    """Handshake counts of one streamed tile (cycle accounting of emulator/cycles.py):
-    ``stall`` counts the streaming cycles up to the last accepted beat that took none,
-    ``drain`` the cycles from the last accepted beat to the last result taken, so
-    ``cycles == stream + stall + drain``."""
+    """Handshake counts of one streamed part (cycle accounting of emulator/cycles.py):
+    ``stream`` cycles took a beat; ``config`` cycles took none because the beats waited for
+    configuration writes (the job's SWAP); ``stall`` cycles up to the last accepted beat took
+    none for any other reason; ``drain`` counts the cycles from the last accepted beat to the
+    last result taken, so ``cycles == stream + config + stall + drain``. ``writes`` and
+    ``preload`` count the configuration writes and preload beats taken in the part (traffic
+    beside the beats, not cycles of their own)."""
 
     stream: int
     stall: int
     drain: int
     cycles: int
+    config: int = 0
+    writes: int = 0
+    preload: int = 0
+
+
+@dataclass
+class Queues:
+    """What a part offers besides its beats: configuration writes ``cfg`` from index
+    ``cfg_start`` on (the beats wait until the writes before ``gate`` are taken), and preload
+    beats from index ``pre_start`` on (preload beat ``i`` is the stream's result beat
+    ``pre_map[i]``, offered once that result has been taken)."""
+
+    cfg: ConfigWrites | None = None
+    cfg_start: int = 0
+    gate: int = 0
+    pre_map: np.ndarray | None = None  # int64
+    pre_start: int = 0
+
+
+@dataclass(frozen=True)
+class PartEnd:
+    """Where a part left the stream: results taken so far (``out``), writes taken so far
+    (``cfg``), preload beats taken so far (``pre``), and the part's counts."""
+
+    out: int
+    cfg: int
+    pre: int
+    counts: StreamCounts
 
 
 class StreamDriver:
@@ -121,8 +158,9 @@ class StreamDriver:
     def reset(self, cycles: int = RESET_CYCLES) -> None:
         raise NotImplementedError
 
-    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
-        """Write ``data[i]`` (uint16) to ``addr[i]`` (uint32), one per cycle; the cycles."""
+    def config(self, writes: ConfigWrites, max_idle: int = 10_000) -> int:
+        """Take the configuration ``writes`` alone (no beats), one per cycle when the
+        accelerator is ready; returns the cycles."""
         raise NotImplementedError
 
     def close(self, *, keep: bool = True) -> None:
@@ -131,7 +169,7 @@ class StreamDriver:
     def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
                     t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
                     ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
-                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+                    max_idle: int = 10_000, queues: Queues | None = None) -> PartEnd:
         raise NotImplementedError
 
     def stream(self, beats: np.ndarray, n_out: int, out_words: int, *,
@@ -146,31 +184,44 @@ class StreamDriver:
         counts : :class:`StreamCounts`
         """
         out = np.zeros((n_out, out_words), dtype=np.uint32)
-        _, counts = self.stream_part(beats, out, valid=valid, ready=ready, rng=rng,
-                                     max_idle=max_idle)
-        return out, counts
+        end = self.stream_part(beats, out, valid=valid, ready=ready, rng=rng,
+                               max_idle=max_idle)
+        return out, end.counts
 
 
 class SimStream:
-    """One stream cut into parts (row tiles): the results of all parts land in one buffer
-    and the cycles add up to those of one whole stream (only the last part drains).
+    """One stream of jobs cut into parts (row tiles): the results of all parts land in one
+    buffer and the cycles add up to those of one whole stream (only the last part drains).
 
-    ``add(beats, final)`` streams a part and returns its counts; ``taken`` is the number of
-    result beats in ``out`` so far."""
+    Configuration writes are queued (:meth:`queue`) and taken beside the beats; a part whose
+    beats start a job waits for the writes queued before it (``gate``). Preload beats name
+    the earlier results they repeat (``pre``). ``taken`` is the number of result beats in
+    ``out`` so far."""
 
     def __init__(self, sim: StreamDriver, n_out: int, out_words: int, *, valid: Handshake,
-                 ready: Handshake, rng: np.ndarray, max_idle: int) -> None:
+                 ready: Handshake, rng: np.ndarray, max_idle: int, lanes: int = 1) -> None:
         self.sim, self.valid, self.ready, self.rng = sim, valid, ready, rng
         self.max_idle = max_idle
         self._buf = np.zeros((n_out, out_words), dtype=np.uint32)
         self.n_out = n_out
         self.taken = 0
         self.t = 0
+        self._cfg = ConfigWrites.empty(lanes)
+        self._cfg_off = 0  # stream index of self._cfg's first write
+        self.cfg_taken = 0
+        self._pre = np.zeros(0, np.int64)
+        self._pre_off = 0
+        self.pre_taken = 0
 
     @property
     def out(self) -> np.ndarray:
         """(n_out, out_words) uint32: the result beats of the stream, in arrival order."""
         return self._buf[:self.n_out]
+
+    @property
+    def queued(self) -> int:
+        """Configuration writes queued so far (taken or not)."""
+        return self._cfg_off + len(self._cfg)
 
     def reserve(self, n_out: int) -> None:
         """Make room for ``n_out`` result beats in all (more rows will be streamed)."""
@@ -181,12 +232,31 @@ class SimStream:
             self._buf = grown
         self.n_out = max(self.n_out, n_out)
 
-    def add(self, beats: np.ndarray, final: bool) -> StreamCounts:
-        self.taken, counts = self.sim.stream_part(
+    def queue(self, writes: ConfigWrites) -> None:
+        """Append configuration writes (the taken ones are dropped from the queue)."""
+        drop = self.cfg_taken - self._cfg_off
+        self._cfg = ConfigWrites(self._cfg.addr[drop:], self._cfg.data[drop:]) + writes
+        self._cfg_off = self.cfg_taken
+
+    def add(self, beats: np.ndarray, final: bool, *, gate: int = 0,
+            pre: np.ndarray | None = None) -> StreamCounts:
+        """Stream a part: ``beats`` wait until ``gate`` queued writes are taken; ``pre``
+        (int64) lists the result beats to repeat on the preload port for this part's rows."""
+        if pre is not None and pre.size:
+            drop = self.pre_taken - self._pre_off
+            self._pre = np.concatenate([self._pre[drop:], pre.astype(np.int64)])
+            self._pre_off = self.pre_taken
+        q = Queues(cfg=self._cfg, cfg_start=self.cfg_taken - self._cfg_off,
+                   gate=max(0, gate - self._cfg_off), pre_map=self._pre,
+                   pre_start=self.pre_taken - self._pre_off)
+        end = self.sim.stream_part(
             beats, self.out, out_start=self.taken, t0=self.t, final=final, valid=self.valid,
-            ready=self.ready, rng=self.rng, max_idle=self.max_idle)
-        self.t += counts.cycles
-        return counts
+            ready=self.ready, rng=self.rng, max_idle=self.max_idle, queues=q)
+        self.taken = end.out
+        self.cfg_taken = end.cfg + self._cfg_off
+        self.pre_taken = end.pre + self._pre_off
+        self.t += end.counts.cycles
+        return end.counts
 
 
 class TraceFile:
@@ -257,14 +327,25 @@ def _ptr(a: np.ndarray | None, ctype: type) -> object:
     return a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
-def config_words(addr: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Configuration writes as contiguous uint32 addresses and uint16 data of one length."""
-    a = np.ascontiguousarray(addr, dtype=np.uint32)
-    d = np.ascontiguousarray(data, dtype=np.uint16)
-    if a.shape != d.shape or a.ndim != 1:
-        raise HalutError(f"config addr and data must be 1-D of one length, got {a.shape} "
-                         f"and {d.shape}")
-    return a, d
+def config_arrays(writes: ConfigWrites | None) -> tuple[np.ndarray, np.ndarray]:
+    """Configuration writes as contiguous uint32 addresses (n,) and uint32 data words
+    (n, words) (:meth:`ConfigWrites.words`); an empty pair for None."""
+    if writes is None:
+        return np.zeros(0, np.uint32), np.zeros((0, 1), np.uint32)
+    a = np.ascontiguousarray(writes.addr, dtype=np.uint32)
+    if writes.data.ndim != 2 or writes.data.shape[0] != a.size:
+        raise HalutError(f"config addr and data must have one write per row, got {a.shape} "
+                         f"and {writes.data.shape}")
+    return a, np.ascontiguousarray(writes.words())
+
+
+def part_end(counts: np.ndarray | list[int], q: Queues) -> PartEnd:
+    """A driver's eight counts (harness.cpp's ``counts``) as a :class:`PartEnd`."""
+    c = [int(x) for x in counts]
+    return PartEnd(out=c[4], cfg=c[5], pre=c[7],
+                   counts=StreamCounts(stream=c[0], stall=c[1], drain=c[2], cycles=c[3],
+                                       config=c[6], writes=c[5] - q.cfg_start,
+                                       preload=c[7] - q.pre_start))
 
 
 class BatchSim(StreamDriver):
@@ -290,15 +371,18 @@ class BatchSim(StreamDriver):
         lib.hx_destroy.restype = ctypes.c_int
         lib.hx_reset.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.hx_config.restype = ctypes.c_int64
-        lib.hx_config.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32),
-                                  ctypes.POINTER(ctypes.c_uint16), ctypes.c_int64]
         p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        lib.hx_config.argtypes = [ctypes.c_void_p, p32, p32, ctypes.c_int, ctypes.c_int64,
+                                  ctypes.c_int64]
         lib.hx_stream.restype = ctypes.c_int
         lib.hx_stream.argtypes = [
             ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
             ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
             ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
+            ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+            p32, p32, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+            p64, ctypes.c_int64, ctypes.c_int64, p64]
         lib.hx_pack.restype = None
         lib.hx_pack.argtypes = [
             ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int64,
@@ -323,11 +407,17 @@ class BatchSim(StreamDriver):
         """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
         self._lib.hx_reset(self._handle(), int(cycles))
 
-    def config(self, addr: np.ndarray, data: np.ndarray) -> int:
-        """Write ``data[i]`` (uint16) to ``addr[i]`` (uint32), one per cycle; returns cycles."""
-        a, d = config_words(addr, data)
-        return int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
-                                       _ptr(d, ctypes.c_uint16), a.size))
+    def config(self, writes: ConfigWrites, max_idle: int = 10_000) -> int:
+        """Take the configuration ``writes`` alone, one per cycle when ``cfg_ready_o``;
+        returns the cycles."""
+        a, w = config_arrays(writes)
+        cycles = int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
+                                         _ptr(w, ctypes.c_uint32), w.shape[1], a.size,
+                                         max_idle))
+        if cycles < 0:
+            raise HalutError(f"the accelerator refused configuration writes for {max_idle} "
+                             "cycles")
+        return cycles
 
     def pack(self, A: np.ndarray, dims: np.ndarray, threshold_format: str, input_scale: float,
              in_words: int) -> np.ndarray:
@@ -358,18 +448,22 @@ class BatchSim(StreamDriver):
     def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
                     t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
                     ready: Handshake = Handshake(), rng: np.ndarray | None = None,  # noqa: B008
-                    max_idle: int = 10_000) -> tuple[int, StreamCounts]:
+                    max_idle: int = 10_000, queues: Queues | None = None) -> PartEnd:
         """Stream one part of a stream (see :class:`SimStream`): offer ``beats`` and take
-        results into ``out[out_start:]``; a part that is not ``final`` returns once its last
-        beat is taken (rows stay in flight), the final one drains. ``t0``: cycles of the
-        stream before this part (the handshake patterns' phase). Returns the results taken
-        so far (the next part's ``out_start``) and this part's counts."""
+        results into ``out[out_start:]``, with the configuration writes and preload beats of
+        ``queues``; a part that is not ``final`` returns once its last beat is taken (rows
+        stay in flight), the final one drains. ``t0``: cycles of the stream before this part
+        (the handshake patterns' phase)."""
         b = np.ascontiguousarray(beats, dtype=np.uint32)
         if b.ndim != 2:
             raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
         if out.dtype != np.uint32 or out.ndim != 2 or not out.flags.c_contiguous:
             raise HalutError("out must be a contiguous (n_out, out_words) uint32 array")
-        counts = np.zeros(5, dtype=np.int64)
+        q = queues or Queues()
+        ca, cw = config_arrays(q.cfg)
+        pre = np.ascontiguousarray(q.pre_map if q.pre_map is not None else np.zeros(0),
+                                   dtype=np.int64)
+        counts = np.zeros(8, dtype=np.int64)
         state = rng if rng is not None else rng_state(0)
         if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
             raise HalutError("rng must be a contiguous uint64 array of 2 states")
@@ -380,14 +474,17 @@ class BatchSim(StreamDriver):
             _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
             _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
             _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
-            out_start, t0, 1 if final else 0, _ptr(counts, ctypes.c_int64))
-        c = StreamCounts(*(int(x) for x in counts[:4]))
+            out_start, t0, 1 if final else 0,
+            _ptr(ca, ctypes.c_uint32), _ptr(cw, ctypes.c_uint32), cw.shape[1], ca.size,
+            q.cfg_start, q.gate, _ptr(pre, ctypes.c_int64), pre.size, q.pre_start,
+            _ptr(counts, ctypes.c_int64))
+        end = part_end(counts, q)
         if rc == -1:
             raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
-                             f"{c.stream} of {b.shape[0]} beats in")
+                             f"{end.counts.stream} of {b.shape[0]} beats in")
         if rc == -2:
             raise HalutError("the accelerator produced more results than rows streamed")
-        return int(counts[4]), c
+        return end
 
     @property
     def cycle(self) -> int:

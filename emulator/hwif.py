@@ -14,15 +14,15 @@ nowhere else:
 * :class:`AddressMap` and :func:`threshold_writes` / :func:`lut_writes` are the only place
   that turns a :class:`~learning.program.HardwareProgram` into configuration writes.
 
-Address map of the configuration port (``CFG_DATA_W``-bit data, one entry per write)
------------------------------------------------------------------------------------
-With ``L = log2 K``, ``CW = max(1, ceil(log2 C))``, ``MW = max(1, ceil(log2 M))`` where ``M``
-is the RTL's columns per tile, the address is ``AW = 1 + MW + CW + L`` bits wide:
+Address map of the configuration port (``lanes`` entries of ``CFG_DATA_W`` bits per write)
+-------------------------------------------------------------------------------------------
+``addr = {kind[2], sel[SW], c[CW], q[QW]}`` (docs/address-map.md): kind 0 writes a word of
+thresholds (``sel`` = tree level, ``q`` = word of the level), kind 1 a word of LUT entries
+(``sel`` = column, ``q`` = word of ``K / lanes`` prototypes), kind 2 a control register (CNUM,
+PRELOAD, SWAP). A program slice (a *job*: codebooks ``[c0, c1)`` and columns ``[lo, hi)``)
+is loaded by :func:`job_writes`; :func:`swap_write` makes it active.
 
-* threshold of node ``j`` (0..K-2) of codebook ``c``: ``addr = (c << L) | j`` (MSB 0)
-* LUT entry ``(m, c, k)`` of the tile: ``addr = 1 << (AW-1) | m << (CW+L) | c << L | k``
-
-Data is the fp16 bit pattern, or the int8 value sign-extended to 16 bits.
+Data lanes carry the fp16 bit pattern, or the int8 value sign-extended to 16 bits.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ from learning.program import HardwareProgram, clog2, log2_exact
 
 #: the accelerator's top module
 TOP = "halut_accel"
-#: width of the configuration data port (fp16 bits, or int8 sign-extended)
+#: width of one configuration data lane (fp16 bits, or int8 sign-extended)
 CFG_DATA_W = 16
+#: entries per configuration write unless a parameter set says otherwise (at most K)
+DEFAULT_CFG_LANES = 16
 #: width of one accumulator / output lane (int32 two's complement, or fp32 bits)
 ACC_W = 32
 #: canonical quiet NaN the fp32 adder produces for every NaN result
@@ -51,19 +53,32 @@ THRESHOLD_FORMAT_CODE: dict[str, int] = {"fp16": 0, "int8": 1}
 LUT_FORMAT_CODE: dict[str, int] = {"int8": 0, "fp16": 1}
 #: feature / threshold width in bits per threshold format
 FEATURE_BITS: dict[str, int] = {"fp16": 16, "int8": 8}
+#: the address's kind field (its two most significant bits)
+CFG_KIND: dict[str, int] = {"thr": 0, "lut": 1, "ctrl": 2}
+#: control registers (kind ``ctrl``, register index in the address's low bits): CNUM sets
+#: the shadow bank's codebooks per row (1..C), PRELOAD its preload flag (data bit 0), SWAP
+#: makes the shadow bank active and starts a job at codebook 0
+CTRL_REG: dict[str, int] = {"cnum": 0, "preload": 1, "swap": 2}
 
 PKG_PATH = Path(__file__).resolve().parent.parent / "rtl" / "halut_pkg.sv"
 
 
 # ---- the address map -------------------------------------------------------------------------
 
+def default_lanes(K: int) -> int:
+    """Entries per configuration write of the default build for a given K."""
+    return min(DEFAULT_CFG_LANES, K)
+
+
 @dataclass(frozen=True)
 class AddressMap:
-    """Field layout of the configuration port for one RTL parameter set (C, K, M)."""
+    """Field layout of the configuration port for one RTL parameter set (C, K, M, lanes);
+    ``lanes`` 0 means :func:`default_lanes`."""
 
     C: int
     K: int
     M: int
+    lanes: int = 0
 
     def __post_init__(self) -> None:
         log2_exact(self.K)
@@ -71,6 +86,11 @@ class AddressMap:
             raise HalutError(f"C must be >= 1, got {self.C}")
         if self.M < 1:
             raise HalutError(f"M must be >= 1, got {self.M}")
+        if self.lanes == 0:
+            object.__setattr__(self, "lanes", default_lanes(self.K))
+        if self.lanes < 1 or self.lanes > self.K or self.lanes & (self.lanes - 1):
+            raise HalutError(f"cfg_lanes must be a power of two between 1 and K={self.K}, "
+                             f"got {self.lanes}")
 
     @property
     def L(self) -> int:
@@ -85,25 +105,56 @@ class AddressMap:
         return clog2(self.M)
 
     @property
+    def sel_bits(self) -> int:
+        """The ``sel`` field: a column (LUT) or a tree level (thresholds)."""
+        return max(self.m_bits, clog2(self.L))
+
+    @property
+    def words(self) -> int:
+        """LUT words per (column, codebook): ``K / lanes``."""
+        return self.K // self.lanes
+
+    @property
+    def q_bits(self) -> int:
+        return clog2(self.words)
+
+    @property
     def addr_bits(self) -> int:
-        return 1 + self.m_bits + self.c_bits + self.L
+        return 2 + self.sel_bits + self.c_bits + self.q_bits
 
-    def threshold_addr(self, c: np.ndarray | int, node: np.ndarray | int) -> np.ndarray:
-        c_arr, n_arr = np.asarray(c, dtype=np.uint64), np.asarray(node, dtype=np.uint64)
-        return (c_arr << np.uint64(self.L)) | n_arr
+    @property
+    def data_bits(self) -> int:
+        return self.lanes * CFG_DATA_W
 
-    def lut_addr(self, m: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int
+    def level_words(self, level: int) -> tuple[int, int]:
+        """(entries per word, words per codebook) of tree level ``level`` (``2**level``
+        thresholds per codebook)."""
+        per_word = min(2**level, self.lanes)
+        return per_word, 2**level // per_word
+
+    def _addr(self, kind: str, sel: np.ndarray | int, c: np.ndarray | int,
+              q: np.ndarray | int) -> np.ndarray:
+        u = np.uint64
+        return ((u(CFG_KIND[kind]) << u(self.addr_bits - 2))
+                | (np.asarray(sel, dtype=u) << u(self.c_bits + self.q_bits))
+                | (np.asarray(c, dtype=u) << u(self.q_bits)) | np.asarray(q, dtype=u))
+
+    def threshold_addr(self, level: np.ndarray | int, c: np.ndarray | int,
+                       q: np.ndarray | int) -> np.ndarray:
+        """Word ``q`` of tree level ``level`` of codebook ``c``."""
+        return self._addr("thr", level, c, q)
+
+    def lut_addr(self, m: np.ndarray | int, c: np.ndarray | int, q: np.ndarray | int
                  ) -> np.ndarray:
-        m_arr = np.asarray(m, dtype=np.uint64)
-        c_arr = np.asarray(c, dtype=np.uint64)
-        k_arr = np.asarray(k, dtype=np.uint64)
-        region = np.uint64(1) << np.uint64(self.addr_bits - 1)
-        return (region | (m_arr << np.uint64(self.c_bits + self.L))
-                | (c_arr << np.uint64(self.L)) | k_arr)
+        """Word ``q`` (prototypes ``q*lanes ..``) of column ``m``, codebook ``c``."""
+        return self._addr("lut", m, c, q)
+
+    def ctrl_addr(self, reg: str) -> int:
+        return int(self._addr("ctrl", 0, 0, CTRL_REG[reg]))
 
 
 def to_cfg_data(values: np.ndarray) -> np.ndarray:
-    """``CFG_DATA_W``-bit configuration data words for fp16 or int8 values (int8
+    """``CFG_DATA_W``-bit configuration data lanes for fp16 or int8 values (int8
     sign-extended)."""
     if values.dtype == np.float16:
         return values.view(np.uint16).copy()
@@ -112,34 +163,85 @@ def to_cfg_data(values: np.ndarray) -> np.ndarray:
     raise HalutError(f"configuration values must be float16 or int8, got {values.dtype}")
 
 
-def _check_map(program: HardwareProgram, amap: AddressMap, cols: int) -> None:
-    if amap.C != program.C or amap.K != program.K:
-        raise HalutError(f"program has C={program.C}, K={program.K} but the accelerator was "
-                         f"built for C={amap.C}, K={amap.K}")
-    if cols > amap.M:
-        raise HalutError(f"tile of {cols} columns exceeds the accelerator's M={amap.M}")
+@dataclass(frozen=True)
+class ConfigWrites:
+    """Configuration writes: ``addr`` (n,) uint32 and ``data`` (n, lanes) uint16."""
+
+    addr: np.ndarray
+    data: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.addr.size)
+
+    def __add__(self, other: ConfigWrites) -> ConfigWrites:
+        return ConfigWrites(np.concatenate([self.addr, other.addr]),
+                            np.concatenate([self.data, other.data]))
+
+    def words(self) -> np.ndarray:
+        """The data as (n, ceil(lanes*16/32)) uint32 words (lane ``i`` at bits ``16*i``)."""
+        n, lanes = self.data.shape
+        padded = np.zeros((n, lanes + lanes % 2), dtype=np.uint16)
+        padded[:, :lanes] = self.data
+        return np.ascontiguousarray(padded).view("<u4")
+
+    @classmethod
+    def empty(cls, lanes: int) -> ConfigWrites:
+        return cls(np.zeros(0, np.uint32), np.zeros((0, lanes), np.uint16))
 
 
-def threshold_writes(program: HardwareProgram, amap: AddressMap
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(addr uint32, data uint16) writes that load every threshold, codebook-major."""
-    _check_map(program, amap, min(program.M, amap.M))
-    c, j = np.meshgrid(np.arange(program.C), np.arange(program.K - 1), indexing="ij")
-    addr = amap.threshold_addr(c.ravel(), j.ravel()).astype(np.uint32)
-    return addr, to_cfg_data(program.thresholds.ravel())
+def _ctrl(amap: AddressMap, reg: str, value: int) -> ConfigWrites:
+    data = np.zeros((1, amap.lanes), np.uint16)
+    data[0, 0] = value
+    return ConfigWrites(np.array([amap.ctrl_addr(reg)], np.uint32), data)
 
 
-def lut_writes(program: HardwareProgram, amap: AddressMap, lo: int, hi: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(addr uint32, data uint16) writes that load columns ``[lo, hi)`` of the LUT into the
-    RTL's local columns ``0 .. hi-lo-1`` (``hi - lo <= amap.M``)."""
-    _check_map(program, amap, hi - lo)
-    if not 0 <= lo < hi <= program.M:
-        raise HalutError(f"column range [{lo}, {hi}) is outside [0, {program.M})")
-    m, c, k = np.meshgrid(np.arange(hi - lo), np.arange(program.C), np.arange(program.K),
+def swap_write(amap: AddressMap) -> ConfigWrites:
+    """The SWAP command: the loaded (shadow) bank becomes active; the next beat is
+    codebook 0 of a row of that job."""
+    return _ctrl(amap, "swap", 0)
+
+
+def job_writes(program: HardwareProgram, amap: AddressMap, codebooks: tuple[int, int],
+               columns: tuple[int, int], *, preload: bool) -> ConfigWrites:
+    """The writes that load one job into the shadow bank: the thresholds of codebooks
+    ``[c0, c1)`` (``c1 - c0 <= C``) as the RTL's codebooks ``0 ..``, LUT columns ``[lo, hi)``
+    (``hi - lo <= M``) of those codebooks into local columns ``0 .. hi-lo-1``, the codebook
+    count and the preload flag (rows start from the preload port's values)."""
+    c0, c1 = codebooks
+    lo, hi = columns
+    if program.K != amap.K:
+        raise HalutError(f"the program has K={program.K}; the accelerator is built for "
+                         f"K={amap.K}")
+    if not 0 <= c0 < c1 <= program.C or c1 - c0 > amap.C:
+        raise HalutError(f"codebook range [{c0}, {c1}) is not a slice of at most "
+                         f"C={amap.C} of the program's {program.C} codebooks")
+    if not 0 <= lo < hi <= program.M or hi - lo > amap.M:
+        raise HalutError(f"column range [{lo}, {hi}) is not a tile of at most M={amap.M} of "
+                         f"the program's {program.M} columns")
+    n_c = c1 - c0
+    thr = to_cfg_data(program.thresholds[c0:c1])  # (n_c, K-1), heap order
+    out = ConfigWrites.empty(amap.lanes)
+    for level in range(amap.L):
+        per_word, n_q = amap.level_words(level)
+        base = 2**level - 1
+        c, q = np.meshgrid(np.arange(n_c), np.arange(n_q), indexing="ij")
+        data = np.zeros((n_c * n_q, amap.lanes), np.uint16)
+        data[:, :per_word] = thr[:, base:base + 2**level].reshape(n_c * n_q, per_word)
+        out += ConfigWrites(amap.threshold_addr(level, c.ravel(), q.ravel()).astype(np.uint32),
+                            data)
+    m, c, q = np.meshgrid(np.arange(hi - lo), np.arange(n_c), np.arange(amap.words),
                           indexing="ij")
-    addr = amap.lut_addr(m.ravel(), c.ravel(), k.ravel()).astype(np.uint32)
-    return addr, to_cfg_data(program.lut[lo:hi].ravel())
+    lut = to_cfg_data(program.lut[lo:hi, c0:c1])  # (cols, n_c, K)
+    out += ConfigWrites(amap.lut_addr(m.ravel(), c.ravel(), q.ravel()).astype(np.uint32),
+                        lut.reshape(-1, amap.lanes))
+    return out + _ctrl(amap, "cnum", n_c) + _ctrl(amap, "preload", int(preload))
+
+
+def single_job_writes(program: HardwareProgram, amap: AddressMap) -> ConfigWrites:
+    """A program that fits the chip (``C <= amap.C``, ``M <= amap.M``) as one job, followed
+    by its SWAP: the writes that make it the active one (tests, benchmarks)."""
+    return (job_writes(program, amap, (0, program.C), (0, program.M), preload=False)
+            + swap_write(amap))
 
 
 # ---- the port list ---------------------------------------------------------------------------
@@ -157,19 +259,24 @@ class Port:
     role: PortRole = "data"
 
 
-def ports(C: int, K: int, M: int, threshold_format: str, out_lanes: int) -> tuple[Port, ...]:
+def ports(C: int, K: int, M: int, threshold_format: str, out_lanes: int, cfg_lanes: int = 0
+          ) -> tuple[Port, ...]:
     """The top module's ports for one parameter set, in declaration order."""
-    amap = AddressMap(C, K, M)
+    amap = AddressMap(C, K, M, cfg_lanes)
     feat = FEATURE_BITS[threshold_format]
     return (
         Port("clk_i", "input", 1, "clock"),
         Port("rst_ni", "input", 1, "reset"),
         Port("cfg_valid_i", "input", 1),
+        Port("cfg_ready_o", "output", 1),
         Port("cfg_addr_i", "input", amap.addr_bits),
-        Port("cfg_data_i", "input", CFG_DATA_W),
+        Port("cfg_data_i", "input", amap.data_bits),
         Port("in_valid_i", "input", 1),
         Port("in_ready_o", "output", 1),
         Port("in_data_i", "input", amap.L * feat),
+        Port("pre_valid_i", "input", 1),
+        Port("pre_ready_o", "output", 1),
+        Port("pre_data_i", "input", out_lanes * ACC_W),
         Port("out_valid_o", "output", 1),
         Port("out_ready_i", "input", 1),
         Port("out_data_o", "output", out_lanes * ACC_W),
@@ -226,8 +333,14 @@ def render_package() -> str:
         "  // LutFmt: format of the LUT entries (and with it the accumulator)",
         *enum("lut_fmt_e", "LutFmt", LUT_FORMAT_CODE),
         "",
-        "  // width of the configuration data port (fp16 bits, or int8 sign-extended)",
+        "  // width of one configuration data lane (fp16 bits, or int8 sign-extended)",
         f"  localparam int unsigned CfgDataW = {CFG_DATA_W};",
+        "  // configuration address kinds (the address's two most significant bits)",
+        *(f"  localparam logic [1:0] CfgKind{k.capitalize()} = 2'd{v};"
+          for k, v in CFG_KIND.items()),
+        "  // control registers (kind Ctrl, register index in the address's low bits)",
+        *(f"  localparam logic [1:0] Ctrl{k.capitalize()} = 2'd{v};"
+          for k, v in CTRL_REG.items()),
         "  // width of one accumulator / output lane (int32 two's complement, or fp32 bits)",
         f"  localparam int unsigned AccW = {ACC_W};",
         "",

@@ -241,7 +241,7 @@ class _HalutLayer(nn.Module):
         options = dict(self.backend_options)
         if self.backend == "rtl" and options.get("params") is None:
             # the modules' accelerator: the program's C, K and formats, DEFAULT_TILE_M columns
-            options["params"] = RtlParams.for_program(self.program, M=DEFAULT_TILE_M)
+            options["params"] = RtlParams.for_program(self.program)
         backend = make_backend(self.backend, **options)
         res = run_matrix(backend, self.layer_model(), A)
         self.last_result = res

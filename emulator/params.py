@@ -6,7 +6,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from emulator.hwif import FEATURE_BITS, LUT_FORMAT_CODE, THRESHOLD_FORMAT_CODE, AddressMap
+from emulator.hwif import (
+    FEATURE_BITS,
+    LUT_FORMAT_CODE,
+    THRESHOLD_FORMAT_CODE,
+    AddressMap,
+    default_lanes,
+)
 from learning.errors import HalutError
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, HardwareProgram
 
@@ -21,7 +27,9 @@ class RtlParams:
 
     ``out_lanes`` results leave per output beat; a row's M results take ``M / out_lanes``
     beats, which must fit in the C cycles a row streams for (``M <= out_lanes * C``) so
-    the accelerator sustains one codebook per clock.
+    the accelerator sustains one codebook per clock. ``cfg_lanes`` entries go in per
+    configuration write (0: ``min(16, K)``); ``banks`` 2 double-buffers the memories so that
+    the next job loads while rows stream (1: loading waits for an idle pipeline).
     """
 
     C: int = 32
@@ -30,9 +38,15 @@ class RtlParams:
     threshold_format: str = "fp16"
     lut_format: str = "int8"
     out_lanes: int = 0  # 0: M (a whole row per beat)
+    cfg_lanes: int = 0  # 0: min(16, K)
+    banks: int = 2
 
     def __post_init__(self) -> None:
-        AddressMap(self.C, self.K, self.M)  # K power of two in [2, 256], C, M >= 1
+        if self.cfg_lanes == 0:
+            object.__setattr__(self, "cfg_lanes", default_lanes(self.K))
+        AddressMap(self.C, self.K, self.M, self.cfg_lanes)  # K power of two in [2, 256], ...
+        if self.banks not in (1, 2):
+            raise HalutError(f"banks must be 1 or 2, got {self.banks}")
         if self.C > MAX_C:
             raise HalutError(f"C={self.C} is larger than the supported {MAX_C}")
         if self.M > MAX_M:
@@ -53,11 +67,16 @@ class RtlParams:
 
     @property
     def L(self) -> int:
-        return AddressMap(self.C, self.K, self.M).L
+        return self.address_map.L
 
     @property
     def address_map(self) -> AddressMap:
-        return AddressMap(self.C, self.K, self.M)
+        return AddressMap(self.C, self.K, self.M, self.cfg_lanes)
+
+    @property
+    def out_beats(self) -> int:
+        """Output (and preload) beats per row: ``M / out_lanes``."""
+        return self.M // self.out_lanes
 
     @property
     def feature_bits(self) -> int:
@@ -67,34 +86,32 @@ class RtlParams:
         """The ``-G`` values of the top module ``halut_accel``."""
         return {"C": self.C, "K": self.K, "M": self.M,
                 "ThrFmt": THRESHOLD_FORMAT_CODE[self.threshold_format],
-                "LutFmt": LUT_FORMAT_CODE[self.lut_format], "OutLanes": self.out_lanes}
+                "LutFmt": LUT_FORMAT_CODE[self.lut_format], "OutLanes": self.out_lanes,
+                "CfgLanes": self.cfg_lanes, "Banks": self.banks}
 
     def tag(self) -> str:
         return (f"C{self.C}_K{self.K}_M{self.M}_{self.threshold_format}_{self.lut_format}"
-                f"_L{self.out_lanes}")
+                f"_L{self.out_lanes}_W{self.cfg_lanes}_B{self.banks}")
 
     def check_program(self, program: HardwareProgram) -> None:
-        """Raise if ``program`` cannot run on this accelerator (tiles handle M > self.M)."""
-        if (program.C, program.K) != (self.C, self.K):
-            raise HalutError(f"the program has C={program.C}, K={program.K}; the accelerator "
-                             f"is built for C={self.C}, K={self.K}")
+        """Raise if ``program`` cannot be mapped onto this accelerator: its K and formats must
+        be the chip's (any C maps as codebook passes, any M as column tiles)."""
+        if program.K != self.K:
+            raise HalutError(f"the layer has K={program.K} prototypes per codebook; the "
+                             f"accelerator is built for K={self.K}")
         if (program.threshold_format, program.lut_format) != (self.threshold_format,
                                                               self.lut_format):
             raise HalutError(
-                f"the program uses {program.threshold_format} thresholds and "
+                f"the layer uses {program.threshold_format} thresholds and "
                 f"{program.lut_format} LUTs; the accelerator is built for "
-                f"{self.threshold_format} and {self.lut_format}")
+                f"{self.threshold_format} thresholds and {self.lut_format} LUTs")
 
     @classmethod
-    def for_program(cls, program: HardwareProgram, M: int | None = None, **overrides: object
-                    ) -> RtlParams:
-        """Parameters matching ``program`` (C, K, formats) with ``M`` columns per tile.
-
-        ``M`` defaults to ``min(DEFAULT_TILE_M, program.M)``; an explicit ``M`` is kept as is
-        (a tile wider than the program leaves the extra columns unused)."""
-        kw: dict[str, object] = {"C": program.C, "K": program.K,
-                                 "M": min(DEFAULT_TILE_M, program.M) if M is None else M,
-                                 "threshold_format": program.threshold_format,
+    def for_program(cls, program: HardwareProgram, **overrides: object) -> RtlParams:
+        """The default chip for ``program``: the default parameters (C, M, lanes, banks) with
+        the program's K and formats, which every layer of a run must share; ``overrides``
+        replace any field."""
+        kw: dict[str, object] = {"K": program.K, "threshold_format": program.threshold_format,
                                  "lut_format": program.lut_format}
         kw.update(overrides)
         return cls(**kw)  # type: ignore[arg-type]
@@ -111,6 +128,8 @@ def parse_assignments(items: tuple[str, ...] | list[str], base: RtlParams | None
     kw: dict[str, object] = dataclasses.asdict(base) if base else {}
     if base is not None and base.out_lanes == base.M:
         kw["out_lanes"] = 0  # "a whole row per beat" follows a changed M
+    if base is not None and base.cfg_lanes == default_lanes(base.K):
+        kw["cfg_lanes"] = 0  # the default lanes follow a changed K
     for item in items:
         if "=" not in item:
             raise HalutError(f"parameter {item!r} must look like NAME=VALUE")

@@ -1,11 +1,16 @@
 """The ``rtl`` backend: a hardware program and activations through the Verilated accelerator.
 
-:class:`RtlBackend` is the backend object; the layer runner (emulator/runner.py) drives its
-:class:`RtlSession`: one simulator per run, the thresholds loaded once and the LUT one tile of
-``params.M`` columns at a time, every row tile streamed through each tile. On the host, the
-session gathers and converts the features (emulator.golden, as for every backend), packs
-them into input beats, unpacks the raw accumulators and dequantizes them. Every step is
-counted (emulator/cycles.py): configuration writes, accepted beats, stalls and drain, per
+:class:`RtlBackend` is the backend object: one chip configuration (:class:`RtlParams`) onto
+which every layer is mapped. The layer runner (emulator/runner.py) drives its
+:class:`RtlSession`: one simulator per run and one stream of *jobs* (column tile of
+``params.M`` columns x codebook pass of at most ``params.C`` codebooks), each job's
+configuration written once, the next job's writes loading into the shadow bank while the
+current job's rows stream (``banks=2``), every row tile streamed through each job. A pass
+after the first starts every row from the previous pass's results, which the host sends
+back on the preload port. On the host, the session gathers and converts the features
+(emulator.golden, as for every backend), packs them into input beats, unpacks the raw
+accumulators and dequantizes them. Every cycle is counted (emulator/cycles.py): exposed
+configuration, accepted beats, stalls and drain, plus the write and preload traffic, per
 cell, per tile and in total. :func:`run_rtl` runs a whole matrix.
 """
 
@@ -20,7 +25,7 @@ import numpy as np
 
 from emulator import golden
 from emulator.build import BuildResult, build_harness, build_pyverilator, resolve_sources
-from emulator.cycles import CycleReport
+from emulator.cycles import CycleReport, JobShape, model_cycles
 from emulator.harness import (
     BatchSim,
     Handshake,
@@ -29,9 +34,9 @@ from emulator.harness import (
     StreamDriver,
     rng_state,
 )
-from emulator.hwif import lut_writes, threshold_writes
+from emulator.hwif import ConfigWrites, job_writes, swap_write
 from emulator.params import RtlParams
-from emulator.runner import BackendBase, Cell, LayerModel, RunResult
+from emulator.runner import BackendBase, Cell, Job, LayerModel, RunResult
 from learning.atomic import check_writable
 from learning.errors import HalutError
 from learning.program import HardwareProgram
@@ -88,61 +93,74 @@ def open_sim(build: BuildResult, driver: str, trace: str | os.PathLike[str] | No
     return CycleSim(build.path, trace=trace)
 
 
-class _ColumnStream:
-    """The rows of one column tile as one stream cut into row tiles (harness.SimStream): a row
-    tile's last results may leave during the next one, and only the last row tile drains, so
-    the cycles do not depend on the row tiling."""
+def codebook_passes(C_layer: int, C_chip: int) -> list[tuple[int, int]]:
+    """The codebook ranges of a layer of ``C_layer`` codebooks on a chip of ``C_chip``:
+    ``ceil(C_layer / C_chip)`` consecutive passes."""
+    return [(k, min(k + C_chip, C_layer)) for k in range(0, C_layer, C_chip)]
 
-    def __init__(self, session: RtlSession) -> None:
-        self.session = session
-        p = session.params
-        self.bpr = p.M // p.out_lanes  # output beats per row
-        self.stream = SimStream(session.sim, 0, p.out_lanes, valid=session.valid,
-                                ready=session.ready, rng=session.state,
-                                max_idle=session.max_idle)
-        self.rows = 0  # rows streamed so far
-        self.done = 0  # rows handed back so far
-        self.pending: list[tuple[int, StreamCounts]] = []  # (end row, counts) per row tile
 
-    def add(self, beats: np.ndarray, last: bool) -> list[tuple[np.ndarray, CycleReport]]:
-        p = self.session.params
-        self.rows += beats.shape[0] // p.C
-        self.stream.reserve(self.rows * self.bpr)
-        counts = self.stream.add(beats, final=last)
-        self.pending.append((self.rows, counts))
-        out: list[tuple[np.ndarray, CycleReport]] = []
-        while self.pending and self.pending[0][0] * self.bpr <= self.stream.taken:
-            end, c = self.pending.pop(0)
-            raw = self.stream.out[self.done * self.bpr:end * self.bpr]
-            acc = unpack_results(raw, end - self.done, p, p.M, self.session.program.acc_dtype)
-            out.append((acc, CycleReport(stream=c.stream, stall=c.stall, drain=c.drain)))
-            self.done = end
-        return out
+def job_shapes(program: HardwareProgram, params: RtlParams, rows: int) -> list[JobShape]:
+    """The jobs of ``program`` on the chip ``params`` for ``rows`` rows, in the layer runner's
+    order (column tiles outside, codebook passes inside), for :func:`model_cycles`."""
+    amap = params.address_map
+    out = []
+    for lo in range(0, program.M, params.M):
+        hi = min(lo + params.M, program.M)
+        for p, (k0, k1) in enumerate(codebook_passes(program.C, params.C)):
+            n = len(job_writes(program, amap, (k0, k1), (lo, hi), preload=p > 0))
+            out.append(JobShape(writes=n, rows=rows, codebooks=k1 - k0, preload=p > 0))
+    return out
+
+
+def model_layer_cycles(program: HardwareProgram, params: RtlParams, rows: int) -> CycleReport:
+    """The analytic cycle count of a layer on the chip (:func:`model_cycles`): what the RTL
+    takes with no bubbles and no back-pressure when every job's codebooks are at least the
+    output beats per row and no preload comes late."""
+    return model_cycles(job_shapes(program, params, rows), L=params.L,
+                        out_beats=params.out_beats, banks=params.banks)
+
+
+def _report(c: StreamCounts) -> CycleReport:
+    return CycleReport(config=c.config, stream=c.stream, stall=c.stall, drain=c.drain,
+                       writes=c.writes, preload=c.preload)
 
 
 class RtlSession:
-    """One simulator for one layer: thresholds loaded once, each LUT tile once."""
+    """One simulator for one layer, and one stream of jobs through it (see the module)."""
 
     def __init__(self, backend: RtlBackend, program: HardwareProgram) -> None:
         self.program = program
         self.params = backend.params_for(program)
         self.params.check_program(program)
         self.driver = backend.driver
-        self.valid, self.ready = backend.valid, backend.ready
-        self.max_idle = 10_000 + 4 * max(
-            0 if h.pattern is None else h.pattern.size for h in (self.valid, self.ready))
-        self.state = rng_state(backend.seed)
+        self.amap = self.params.address_map
+        self.bpr = self.params.out_beats  # result (and preload) beats per row
+        max_idle = 10_000 + 4 * max(
+            0 if h.pattern is None else h.pattern.size for h in (backend.valid, backend.ready))
         self.build = build_for(self.params, self.driver, trace=backend.trace_kind,
                                sources=backend.sources)
-        self.amap = self.params.address_map
-        self.thresholds_loaded = False
-        self.stream_: _ColumnStream | None = None
         self.sim = open_sim(self.build, self.driver, backend.vcd)
         try:
             self.sim.reset()
         except BaseException:
             self.sim.close(keep=False)
             raise
+        self.stream_ = SimStream(self.sim, 0, self.params.out_lanes, valid=backend.valid,
+                                 ready=backend.ready, rng=rng_state(backend.seed),
+                                 max_idle=max_idle, lanes=self.params.cfg_lanes)
+        self.queued: Job | None = None  # the job whose writes are queued beside the beats
+        self.gate = 0                   # writes the current job's beats wait for
+        self.more = False               # another job follows the current one
+        self.rows = 0                   # rows streamed so far (all jobs)
+        self.part = 0                   # row tiles streamed so far in the current job
+        self.starts: dict[tuple[int, int], list[int]] = {}  # (tile, pass) -> first result
+        self.cycles: dict[tuple[int, int], CycleReport] = {}  # (tile, row part) -> passes
+        self.pending: list[tuple[int, int, int, tuple[int, int]]] = []  # start, rows, lo, key
+        self.jobs = 0
+
+    def _writes(self, job: Job) -> ConfigWrites:
+        return job_writes(self.program, self.amap, (job.k0, job.k1), (job.lo, job.hi),
+                          preload=job.index > 0)
 
     def prepare(self, A: np.ndarray) -> np.ndarray:
         if isinstance(self.sim, BatchSim):  # the same beats in C++, beside the stream
@@ -150,27 +168,56 @@ class RtlSession:
                                  self.program.input_scale, in_words(self.params))
         return pack_beats(golden.gather(self.program, A), self.params)
 
-    def load(self, lo: int, hi: int) -> CycleReport:
-        addr, data = lut_writes(self.program, self.amap, lo, hi)
-        if not self.thresholds_loaded:
-            t_addr, t_data = threshold_writes(self.program, self.amap)
-            addr, data = np.concatenate([t_addr, addr]), np.concatenate([t_data, data])
-            self.thresholds_loaded = True
-        self.stream_ = _ColumnStream(self)
-        return CycleReport(config=self.sim.config(addr, data))
+    def load(self, job: Job, nxt: Job | None) -> None:
+        if self.queued != job:
+            self.stream_.queue(self._writes(job))
+        self.stream_.queue(swap_write(self.amap))
+        self.gate = self.stream_.queued
+        self.queued = None
+        if nxt is not None and self.params.banks == 2:  # loads into the shadow bank
+            self.stream_.queue(self._writes(nxt))
+            self.queued = nxt
+        self.more = nxt is not None
+        self.part = 0
+        self.jobs += 1
 
-    def stream(self, beats: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
-        assert self.stream_ is not None, "load() comes first"
-        return [Cell(y=golden.dequantize(self.program, acc[:, :hi - lo], lo),
-                     acc=acc[:, :hi - lo], cycles=cyc)
-                for acc, cyc in self.stream_.add(beats, last)]
+    def stream(self, beats: np.ndarray, job: Job, *, last: bool) -> list[Cell]:
+        C = self.program.C
+        rows = beats.shape[0] // C
+        if (job.k0, job.k1) != (0, C):
+            beats = beats.reshape(rows, C, -1)[:, job.k0:job.k1].reshape(
+                rows * (job.k1 - job.k0), -1)
+        start = self.rows * self.bpr
+        self.rows += rows
+        self.stream_.reserve(self.rows * self.bpr)
+        pre = None
+        if job.index > 0:  # the previous pass's results of the same rows
+            src = self.starts[(job.tile, job.index - 1)][self.part]
+            pre = np.arange(src, src + rows * self.bpr, dtype=np.int64)
+        self.starts.setdefault((job.tile, job.index), []).append(start)
+        counts = self.stream_.add(beats, last and not self.more, gate=self.gate, pre=pre)
+        key = (job.tile, self.part)
+        self.cycles[key] = self.cycles.get(key, CycleReport()) + _report(counts)
+        if job.last_pass:
+            self.pending.append((start, rows, job.lo, key))
+        self.part += 1
+        out: list[Cell] = []
+        while self.pending and (self.pending[0][0] + self.pending[0][1] * self.bpr
+                                <= self.stream_.taken):
+            start, n, lo, key = self.pending.pop(0)
+            raw = self.stream_.out[start:start + n * self.bpr]
+            acc = unpack_results(raw, n, self.params, self.params.M, self.program.acc_dtype)
+            acc = acc[:, :min(self.params.M, self.program.M - lo)]
+            out.append(Cell(y=golden.dequantize(self.program, acc, lo), acc=acc,
+                            cycles=self.cycles.pop(key)))
+        return out
 
     def close(self, *, keep: bool) -> None:
         self.sim.close(keep=keep)  # the waveform replaces an old one only after a whole run
 
     def info(self) -> dict[str, Any]:
         return {"build": self.build.to_dict(), "driver": self.driver,
-                "params": self.params.verilog_parameters()}
+                "params": self.params.verilog_parameters(), "jobs": self.jobs}
 
 
 class RtlBackend(BackendBase):
@@ -178,10 +225,12 @@ class RtlBackend(BackendBase):
 
     Parameters
     ----------
-    params : RTL parameter set; default ``RtlParams.for_program(program)`` (the program's C,
-        K and formats, ``DEFAULT_TILE_M`` columns). A program with more columns than
-        ``params.M`` runs as ``ceil(M_prog / params.M)`` column tiles, each LUT tile loaded
-        once (counted as configuration cycles)
+    params : the chip configuration every layer is mapped onto; default
+        ``RtlParams.for_program(program)`` (the default parameters with the program's K and
+        formats). A layer runs as ``ceil(M_prog / params.M)`` column tiles times
+        ``ceil(C_prog / params.C)`` codebook passes (jobs), each job's configuration written
+        once, loading beside the previous job's rows; a layer whose K or formats differ from
+        the chip's is refused
     driver : "batch" (C++ loop through ctypes) or "cycle" (pyverilator, one cycle per call)
     vcd : write a waveform of the whole run here (``.fst`` suffix: FST, else VCD); checked
         for writability before the build, written beside it and renamed over it when the run
@@ -222,6 +271,10 @@ class RtlBackend(BackendBase):
 
     def column_tile(self, layer: LayerModel) -> int:
         return self.params_for(layer.need_program(self.name)).M
+
+    def codebook_passes(self, layer: LayerModel) -> list[tuple[int, int]]:
+        program = layer.need_program(self.name)
+        return codebook_passes(program.C, self.params_for(program).C)
 
     def options_key(self) -> dict[str, Any]:
         return {"params": None if self.params is None else self.params.verilog_parameters(),

@@ -1,20 +1,25 @@
 """The layer runner: the one loop nest that runs a layer's matrix product on a backend.
 
 Every path that computes a layer (``halut run``, ``halut emulate``/``compare``, the torch
-modules, the demo, the benchmarks) comes through :func:`run_matrix`::
+modules, the demo, the benchmarks) comes through :func:`run_matrix`. The layer is *mapped*
+onto the backend: ``column_tile`` output columns and ``codebook_passes`` codebook ranges at
+a time (rtl: the chip's M and C; every other backend: the whole layer in one job, a no-op
+mapping, since a pass-wise sum from the previous pass's partial sums is the sequential
+sum)::
 
-    session = backend.open(layer)          # rtl: build (cached), open one simulator
-    for each column tile [c0, c1) of the backend:   # rtl: params.M columns; others: all of M
-        session.load(c0, c1)                        # rtl: thresholds once, this LUT tile once
-        for each row tile [r0, r1):                 # resumable: finished cells are skipped
-            session.stream(prepared rows, c0, c1)   # -> acc, y, cycles of this cell
-    session.close()
+    session = backend.open(layer)               # rtl: build (cached), open one simulator
+    for each job (column tile [lo, hi), codebook pass [k0, k1)):  # tiles outside, passes in
+        session.load(job, next job)             # rtl: queue its writes, SWAP; the next
+                                                #      job's writes load beside the beats
+        for each row tile [r0, r1):             # resumable: finished cells are skipped
+            session.stream(prepared rows, job)  # -> the cells the last pass finishes
 
-Each LUT tile is programmed once per simulator and every row of every row tile streams
-through it; the thresholds are loaded once. The host side runs beside the simulator: while
-a cell streams (the batch harness releases the GIL), a worker thread gathers, converts and
-packs the next row tile (``session.prepare``), so the end-to-end rate stays close to the
-harness's streaming rate.
+Each job's configuration is written once per simulator and every row of every row tile
+streams through it; a pass after the first starts each row from the previous pass's
+results (the preload port). The host side runs beside the simulator: while a cell streams
+(the batch harness releases the GIL), a worker thread gathers, converts and packs the next
+row tile (``session.prepare``), so the end-to-end rate stays close to the harness's
+streaming rate.
 
 A *cell* is one (row tile, column tile) pair. With ``resume_dir`` each finished cell is one
 file (:mod:`emulator.checkpoint`); a killed run repeated with the same arguments skips them.
@@ -180,6 +185,24 @@ class Cell:
     cycles: CycleReport | None = None
 
 
+@dataclass(frozen=True)
+class Job:
+    """One slice of a layer on the backend: columns ``[lo, hi)`` (column tile ``tile``) and
+    codebooks ``[k0, k1)`` (pass ``index`` of ``passes``)."""
+
+    tile: int
+    lo: int
+    hi: int
+    index: int
+    passes: int
+    k0: int
+    k1: int
+
+    @property
+    def last_pass(self) -> bool:
+        return self.index == self.passes - 1
+
+
 # ---- the backend protocols -------------------------------------------------------------------
 
 class Session(Protocol):
@@ -189,15 +212,16 @@ class Session(Protocol):
         """Host-side work on validated rows (R, D) float32 that needs no simulator (gather,
         convert, pack). Runs on a worker thread beside :meth:`stream`."""
 
-    def load(self, lo: int, hi: int) -> CycleReport | None:
-        """Program output columns ``[lo, hi)`` (rtl: the thresholds on the first call, this
-        LUT tile); the configuration cycles, or None."""
+    def load(self, job: Job, nxt: Job | None) -> None:
+        """Make ``job`` the one the next rows stream through; ``nxt``: the job that follows
+        (rtl: its configuration loads beside this job's rows), None for the last."""
 
-    def stream(self, prepared: Any, lo: int, hi: int, *, last: bool) -> list[Cell]:
-        """Stream prepared rows (one row tile) on the loaded columns ``[lo, hi)``; ``last``:
-        no more rows follow on these columns. Returns the cells finished by this call, in the
-        order their rows were streamed (rtl: a row tile's last results may come out during
-        the next call; the last call drains, so every cell is back when it returns)."""
+    def stream(self, prepared: Any, job: Job, *, last: bool) -> list[Cell]:
+        """Stream prepared rows (one row tile, all of the layer's codebooks) through ``job``;
+        ``last``: no more rows follow in this job. Returns the cells finished by this call
+        (only a last pass finishes cells), in the order their rows were streamed (rtl: a row
+        tile's last results may come out during a later call; the last call of the last job
+        drains, so every cell is back when it returns)."""
 
     def close(self, *, keep: bool) -> None:
         """Release the simulator; ``keep``: the run finished (waveforms are kept)."""
@@ -215,6 +239,9 @@ class Backend(Protocol):
 
     def column_tile(self, layer: LayerModel) -> int:
         """Output columns per column tile for this layer (``layer.M``: one tile)."""
+
+    def codebook_passes(self, layer: LayerModel) -> list[tuple[int, int]]:
+        """The codebook ranges ``[k0, k1)`` of the layer's passes, in order (one: all)."""
 
     def open(self, layer: LayerModel) -> Session:
         """Open a session for ``layer`` (rtl: build or find the model, open one simulator)."""
@@ -241,10 +268,10 @@ class RowsSession:
     def prepare(self, A: np.ndarray) -> np.ndarray:
         return A
 
-    def load(self, lo: int, hi: int) -> None:
+    def load(self, job: Job, nxt: Job | None) -> None:
         return None
 
-    def stream(self, A: np.ndarray, lo: int, hi: int, *, last: bool) -> list[Cell]:
+    def stream(self, A: np.ndarray, job: Job, *, last: bool) -> list[Cell]:
         return [self.fn(A)]
 
     def close(self, *, keep: bool) -> None:
@@ -265,6 +292,9 @@ class BackendBase:
 
     def column_tile(self, layer: LayerModel) -> int:
         return layer.M
+
+    def codebook_passes(self, layer: LayerModel) -> list[tuple[int, int]]:
+        return [(0, layer.program.C if layer.program is not None else 0)]
 
     def options_key(self) -> dict[str, Any]:
         return {}
@@ -376,44 +406,45 @@ def run_matrix(backend: Backend, layer: LayerModel, A: np.ndarray, *,
                 if rec is not None:
                     cells[(r, t)] = rec
     todo = [[r for r in range(len(rows)) if (r, t) not in cells] for t in range(len(cols))]
+    passes = backend.codebook_passes(layer)
+    jobs = [Job(t, c0, c1, p, len(passes), k0, k1)
+            for t, (c0, c1) in enumerate(cols) if todo[t]
+            for p, (k0, k1) in enumerate(passes)]
     bar = tqdm(total=len(rows) * len(cols), initial=len(cells), desc=f"{backend.name} tiles",
                unit="tile", disable=not progress, leave=False)
     finished = False
     extra: dict[str, Any] = {}
-    session = backend.open(layer) if any(todo) else None
-    prefetch = (None if session is None else
-                _Prefetch(session, A, rows, keep=sum(bool(t) for t in todo) > 1))
+    session = backend.open(layer) if jobs else None
+    prefetch = None if session is None else _Prefetch(session, A, rows, keep=len(jobs) > 1)
+    pending: list[tuple[int, int]] = []  # (row tile, column tile) in stream order
     try:
-        for t, (c0, c1) in enumerate(cols):
-            if not todo[t]:
-                continue
+        for j, job in enumerate(jobs):
             assert session is not None and prefetch is not None
-            prefetch.submit(todo[t][0])  # the first rows get ready while the LUT tile loads
-            config = session.load(c0, c1)
-            pending: list[int] = []
-            for i, r in enumerate(todo[t]):
-                nxt = (todo[t][i + 1] if i + 1 < len(todo[t]) else
-                       next((u[0] for u in todo[t + 1:] if u), None))
-                last = i + 1 == len(todo[t])
-                pending.append(r)
-                for cell in session.stream(prefetch.get(r, nxt), c0, c1, last=last):
-                    done = pending.pop(0)
-                    cyc = cell.cycles
-                    if done == todo[t][0] and config is not None:
-                        cyc = config + (cyc or CycleReport())
+            mine = todo[job.tile]
+            after = jobs[j + 1] if j + 1 < len(jobs) else None
+            prefetch.submit(mine[0])  # the first rows get ready while the job loads
+            session.load(job, after)
+            for i, r in enumerate(mine):
+                nxt = (mine[i + 1] if i + 1 < len(mine) else
+                       None if after is None else todo[after.tile][0])
+                if job.last_pass:
+                    pending.append((r, job.tile))
+                for cell in session.stream(prefetch.get(r, nxt), job, last=i + 1 == len(mine)):
+                    done, t = pending.pop(0)
                     lo, hi = rows[done]
+                    c0, c1 = cols[t]
                     rec = TileRecord(lo=lo, hi=hi, y=np.asarray(cell.y, np.float32),
                                      acc=None if cell.acc is None else np.asarray(cell.acc),
-                                     cycles=cyc)
+                                     cycles=cell.cycles)
                     if store is not None:
                         store.save(rec, None if whole else (c0, c1))
                     cells[(done, t)] = rec
                     if on_tile is not None:
                         on_tile(t * len(rows) + done, rec)
                     bar.update(1)
-            if pending:
-                raise HalutError(f"backend {backend.name!r} returned no results for row tiles "
-                                 f"{pending} of column tile [{c0}, {c1})")
+        if pending:
+            raise HalutError(f"backend {backend.name!r} returned no results for the cells "
+                             f"(row tile, column tile) {pending}")
         finished = True
         if session is not None:
             extra = session.info()
@@ -460,7 +491,8 @@ def _assemble(backend: Backend, layer: LayerModel, rows: list[tuple[int, int]],
             col_reports.append(total)
     info: dict[str, Any] = {"rows": R, "D": layer.D, "M": M, "row_tile": tile,
                             "column_tile": cols[0][1] - cols[0][0] if cols else M,
-                            "column_tiles": len(cols)}
+                            "column_tiles": len(cols),
+                            "codebook_passes": len(backend.codebook_passes(layer))}
     if store is not None and store.rejected:
         info["rejected_tile_files"] = [f"{n}: {why}" for n, why in store.rejected]
     return RunResult(y=y, acc=acc, backend=backend.name,

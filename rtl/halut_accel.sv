@@ -1,29 +1,41 @@
 // halut_accel: the MADDNESS (halut) accelerator, after Stella Nera (arXiv 2311.10207).
 //
 // One input beat per clock carries the L = log2(K) gathered features of one codebook of
-// one row (codebooks 0..C-1 in order; the accelerator counts c itself). A pipelined
-// balanced decision tree encodes the beat (level l compares feature l with a threshold
-// from its own memory, C * 2^l entries, selected by (c, prefix of the code)), the code
-// selects one LUT entry per output column, and M accumulators sum the C entries of a row
-// in codebook order (int8 LUT: int32 wrap-around; fp16 LUT: IEEE fp32 from +0.0, every
-// codebook through the fp32 adder). A finished row moves to the output buffer and leaves
-// in M/OutLanes beats while the next row accumulates. See docs/rtl.md for the block
-// diagram and the cycle timing, docs/address-map.md for the configuration port.
+// one row (codebooks 0..cnum-1 in order; the accelerator counts c itself, cnum <= C is a
+// run-time register). A pipelined balanced decision tree encodes the beat (level l compares
+// feature l with a threshold from its own memory, selected by (bank, c, prefix of the
+// code)), the code selects one LUT entry per output column, and M accumulators sum the
+// cnum entries of a row in codebook order (int8 LUT: int32 wrap-around; fp16 LUT: IEEE fp32,
+// every codebook through the fp32 adder). A row starts from +0 or, when the job's preload
+// register is set, from M values taken from the preload port (the partial sums of the
+// previous codebook pass: a layer with more codebooks than C runs as several passes). A
+// finished row moves to the output buffer and leaves in M/OutLanes beats while the next row
+// accumulates. See docs/rtl.md for the block diagram and the cycle timing,
+// docs/address-map.md for the configuration port.
+//
+// Jobs and banks: a job is one program slice (thresholds, LUT tile, cnum, preload flag). With
+// Banks = 2 every memory and job register has two banks: configuration writes go to the
+// shadow bank while rows stream on the active one, and a SWAP command makes the shadow bank
+// active for the beats that follow (every beat carries its bank down the pipeline). Writes
+// to a bank that still has beats in the tree wait (cfg_ready_o low). With Banks = 1 the same
+// commands load the only bank, which must then be idle (cfg_ready_o low while beats are in
+// the tree).
 //
 // Pipeline (one codebook beat per stage, a global stall enable `adv`):
-//   cycle 0      : beat accepted, level 0 compares it (threshold memory read by c)
+//   cycle 0      : beat accepted, level 0 compares it (threshold memory read by bank, c)
 //   cycle 1..L-1 : level l compares feature l (registered after each level)
-//   cycle L      : LUT read of all M columns at (c, code)
-//   cycle L+1    : accumulate (c == C-1: the sums go to the output buffer)
+//   cycle L      : LUT read of all M columns at (bank, c, code)
+//   cycle L+1    : accumulate (last codebook: the sums go to the output buffer)
 //   cycle L+2    : the row's first output beat is valid
-// The only stall: a row finishes while the output buffer still holds the previous row
-// and does not drain this cycle; then every stage holds and in_ready_o is low (in_ready_o
-// depends combinationally on out_ready_i, never on in_valid_i).
+// Stalls: a row finishes while the output buffer still holds the previous row and does not
+// drain this cycle, or a row's first codebook reaches the accumulators before its preload has
+// arrived; then every stage holds and in_ready_o is low (in_ready_o, pre_ready_o depend
+// combinationally on out_ready_i, never on in_valid_i / pre_valid_i).
 //
 // Style (lowRISC): every register is foo_q, its next state foo_d comes from always_comb, and
 // always_ff only resets foo_q or loads foo_d. The configuration memories (thr_mem, lut_mem:
-// written through one port, never reset) keep the memory-write idiom of lowRISC's
-// prim_ram_1p (`if (we) mem[waddr] <= wdata`), which Yosys maps as a memory.
+// one port word per write, never reset) keep the memory-write idiom of lowRISC's prim_ram_1p
+// (`if (we) mem[waddr] <= wdata`), which Yosys maps as a memory.
 module halut_accel #(
   parameter  int unsigned         C        = 32,
   parameter  int unsigned         K        = 16,
@@ -33,23 +45,38 @@ module halut_accel #(
   // LUT: LutFmtInt8 (0, int32 accumulation) or LutFmtFp16 (1, fp32 accumulation)
   parameter  halut_pkg::lut_fmt_e LutFmt   = halut_pkg::LutFmtInt8,
   parameter  int unsigned         OutLanes = 16,
+  // entries per configuration write (a power of two, at most K): the data port's lanes
+  parameter  int unsigned         CfgLanes = 16,
+  // 2: double-buffered memories (loading overlaps streaming); 1: one bank
+  parameter  int unsigned         Banks    = 2,
   localparam int unsigned         L        = (K > 1) ? $clog2(K) : 1,
   localparam int unsigned         FeatW    = (ThrFmt == halut_pkg::ThrFmtFp16) ?
                                              halut_pkg::Fp16W : 8,
   localparam int unsigned         CW       = (C > 1) ? $clog2(C) : 1,
   localparam int unsigned         MW       = (M > 1) ? $clog2(M) : 1,
-  localparam int unsigned         AW       = 1 + MW + CW + L
+  localparam int unsigned         LW       = (L > 1) ? $clog2(L) : 1,
+  localparam int unsigned         SW       = (MW > LW) ? MW : LW,
+  localparam int unsigned         QN       = (CfgLanes >= 1 && CfgLanes <= K) ? K / CfgLanes : 1,
+  localparam int unsigned         QW       = (QN > 1) ? $clog2(QN) : 1,
+  localparam int unsigned         AW       = 2 + SW + CW + QW,
+  localparam int unsigned         DW       = CfgLanes * halut_pkg::CfgDataW
 ) (
   input  logic                                clk_i,
   input  logic                                rst_ni,
-  // configuration write port (one write per cycle, always accepted)
+  // configuration write port: CfgLanes entries per write, taken when valid && ready
   input  logic                                cfg_valid_i,
+  output logic                                cfg_ready_o,
   input  logic [AW-1:0]                       cfg_addr_i,
-  input  logic [halut_pkg::CfgDataW-1:0]      cfg_data_i,
+  input  logic [DW-1:0]                       cfg_data_i,
   // input stream: one codebook beat (L features) per handshake
   input  logic                                in_valid_i,
   output logic                                in_ready_o,
   input  logic [L*FeatW-1:0]                  in_data_i,
+  // preload stream (rows of a job with the preload flag): M/OutLanes beats per row, lane j
+  // of beat b is column b*OutLanes+j, the value the row's accumulators start from
+  input  logic                                pre_valid_i,
+  output logic                                pre_ready_o,
+  input  logic [OutLanes*halut_pkg::AccW-1:0] pre_data_i,
   // output stream: M/OutLanes beats per row, lane j of beat b is column b*OutLanes+j
   output logic                                out_valid_o,
   input  logic                                out_ready_i,
@@ -57,10 +84,13 @@ module halut_accel #(
 );
 
   localparam int unsigned AccW = halut_pkg::AccW;
+  localparam int unsigned DataW = halut_pkg::CfgDataW;
   localparam int unsigned LutW = (LutFmt == halut_pkg::LutFmtFp16) ? halut_pkg::Fp16W : 8;
   localparam int unsigned NumBeats = (OutLanes > 0) ? M / OutLanes : 1;
   localparam int unsigned BW = (NumBeats > 1) ? $clog2(NumBeats) : 1;
-  localparam int unsigned LutDepth = C * K;
+  localparam int unsigned PW = $clog2(NumBeats + 1);  // preload beat counter 0..NumBeats
+  // LUT memory of a column: Banks * C * K entries at (bank, c, k), written CfgLanes at a time
+  localparam int unsigned LutDepth = Banks * C * K;
   localparam int unsigned LIW = $clog2(LutDepth);  // >= 1 as K >= 2
 
   // ---- parameter checks (elaboration time) ------------------------------------------------
@@ -87,37 +117,118 @@ module halut_accel #(
   if (M > OutLanes * C) begin : g_bad_rate
     $error("halut_accel: M > OutLanes * C: a row's M/OutLanes output beats must fit in C cycles");
   end
+  if (CfgLanes < 1 || CfgLanes > K || (CfgLanes & (CfgLanes - 1)) != 0) begin : g_bad_cfg
+    $error("halut_accel: parameter CfgLanes must be a power of two between 1 and K");
+  end
+  if (Banks != 1 && Banks != 2) begin : g_bad_banks
+    $error("halut_accel: parameter Banks must be 1 or 2");
+  end
 
   // ---- configuration decode -------------------------------------------------------------
-  logic          cfg_lut;   // address MSB: 1 = LUT entry, 0 = threshold
+  // address {kind[1:0], sel[SW], c[CW], q[QW]}: kind 0 threshold (sel = tree level, q =
+  // word of the level), 1 LUT (sel = column m, q = word of K/CfgLanes), 2 control (register
+  // in the low bits: CNUM, PRELOAD, SWAP); data lane i = entry q*CfgLanes + i of the word
+  logic [1:0]    cfg_kind;
+  logic [SW-1:0] cfg_sel;
   logic [CW-1:0] cfg_c;
-  logic [L-1:0]  cfg_k;     // threshold: heap node; LUT: prototype index k
-  logic [MW-1:0] cfg_m;
+  logic [QW-1:0] cfg_q;
   logic          cfg_c_ok;
+  logic          cfg_fire;   // a write is taken this cycle
+  logic          cfg_thr, cfg_lut, cfg_ctl;
+  logic [1:0]    cfg_reg;
 
-  assign cfg_lut  = cfg_addr_i[AW-1];
-  assign cfg_m    = cfg_addr_i[CW+L +: MW];
-  assign cfg_c    = cfg_addr_i[L +: CW];
-  assign cfg_k    = cfg_addr_i[L-1:0];
+  assign cfg_kind = cfg_addr_i[AW-1 -: 2];
+  assign cfg_sel  = cfg_addr_i[CW+QW +: SW];
+  assign cfg_c    = cfg_addr_i[QW +: CW];
+  assign cfg_q    = cfg_addr_i[QW-1:0];
+  assign cfg_reg  = cfg_addr_i[1:0];
   assign cfg_c_ok = {1'b0, cfg_c} < (CW+1)'(C);
+  assign cfg_fire = cfg_valid_i && cfg_ready_o;
+  assign cfg_thr  = cfg_fire && (cfg_kind == halut_pkg::CfgKindThr) && cfg_c_ok;
+  assign cfg_lut  = cfg_fire && (cfg_kind == halut_pkg::CfgKindLut) && cfg_c_ok &&
+                    (32'(cfg_q) < QN);
+  assign cfg_ctl  = cfg_fire && (cfg_kind == halut_pkg::CfgKindCtrl);
 
-  // the int8 formats use only the low byte of the data word (the high byte is its sign
-  // extension); unused bits are collected here (Verilator ignores *unused* signals)
-  logic unused_cfg_data;
-  assign unused_cfg_data = ^cfg_data_i;
+  // the int8 formats use only the low byte of each data lane (the high byte is its sign
+  // extension), short words leave upper lanes unused (Verilator ignores *unused* signals)
+  logic unused_cfg;
+  assign unused_cfg = ^{cfg_data_i, cfg_addr_i};
+
+  // ---- banks and job registers ------------------------------------------------------------
+  // active_q: the bank new beats use; configuration writes go to wbank (the other bank, or
+  // the only one). cnum_q / pre_q hold each bank's codebook count (as its last index) and
+  // preload flag.
+  logic          active_d, active_q;
+  logic          wbank;
+  logic          swap;
+  logic [CW-1:0] clast_q [Banks];
+  logic          pre_q   [Banks];
+  logic [CW:0]   cfg_cnum;
+
+  assign wbank    = (Banks == 2) ? !active_q : 1'b0;
+  assign swap     = cfg_ctl && (cfg_reg == halut_pkg::CtrlSwap);
+  assign active_d = (Banks == 2 && swap) ? !active_q : active_q;
+  assign cfg_cnum = cfg_data_i[CW:0];
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      active_q <= 1'b0;
+    end else begin
+      active_q <= active_d;
+    end
+  end
+
+  for (genvar b = 0; b < Banks; b++) begin : g_bank
+    logic          clast_en, pre_en;
+    logic [CW-1:0] clast_d;
+    logic          pre_d;
+
+    // CNUM takes 1..C (a value outside is ignored); PRELOAD takes bit 0
+    assign clast_en = cfg_ctl && (cfg_reg == halut_pkg::CtrlCnum) && (32'(wbank) == b) &&
+                      (cfg_cnum != '0) && (cfg_cnum <= (CW+1)'(C));
+    assign clast_d  = CW'(cfg_cnum - 1'b1);
+    assign pre_en   = cfg_ctl && (cfg_reg == halut_pkg::CtrlPreload) &&
+                      (32'(wbank) == b);
+    assign pre_d    = cfg_data_i[0];
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        clast_q[b] <= CW'(C - 1);
+      end else if (clast_en) begin
+        clast_q[b] <= clast_d;
+      end
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        pre_q[b] <= 1'b0;
+      end else if (pre_en) begin
+        pre_q[b] <= pre_d;
+      end
+    end
+  end
 
   // ---- input codebook counter -------------------------------------------------------------
   logic          adv;       // global advance enable (low: every stage holds)
   logic          in_fire;
   logic [CW-1:0] c_in_d, c_in_q;
+  logic [CW-1:0] clast;     // the active bank's last codebook
+  logic          in_first, in_last, in_pre;
 
   assign in_ready_o = adv;
   assign in_fire    = in_valid_i && adv;
+  assign clast      = clast_q[(Banks == 2) ? active_q : 1'b0];
+  assign in_first   = (c_in_q == '0);
+  assign in_last    = (c_in_q == clast);
+  assign in_pre     = pre_q[(Banks == 2) ? active_q : 1'b0];
 
+  // a SWAP starts a job: its first beat is codebook 0
   always_comb begin
     c_in_d = c_in_q;
-    if (in_fire) begin
-      c_in_d = (c_in_q == CW'(C - 1)) ? '0 : c_in_q + 1'b1;
+    if (swap) begin
+      c_in_d = '0;
+    end else if (in_fire) begin
+      c_in_d = in_last ? '0 : c_in_q + 1'b1;
     end
   end
 
@@ -130,56 +241,75 @@ module halut_accel #(
   end
 
   // ---- tree: one stage per level ---------------------------------------------------------
-  // p_*_q[l]: the beat after level l compared (valid, codebook, code prefix of l+1 bits in
-  // the low bits, features l+1..L-1 in the low slots)
-  logic                 p_v_q    [L];
-  logic [CW-1:0]        p_c_q    [L];
-  logic [L-1:0]         p_code_q [L];
-  logic [L*FeatW-1:0]   p_feat_q [L];
+  // p_*_q[l]: the beat after level l compared (valid, bank, codebook, first / last codebook
+  // of its row, preload flag, code prefix of l+1 bits in the low bits, features l+1..L-1 in
+  // the low slots)
+  logic                 p_v_q     [L];
+  logic                 p_bank_q  [L];
+  logic [CW-1:0]        p_c_q     [L];
+  logic                 p_first_q [L];
+  logic                 p_last_q  [L];
+  logic                 p_pre_q   [L];
+  logic [L-1:0]         p_code_q  [L];
+  logic [L*FeatW-1:0]   p_feat_q  [L];
+  logic [L-1:0]         p_busy;    // stage l holds a beat of the bank being written
 
   for (genvar l = 0; l < L; l++) begin : g_lvl
-    localparam int unsigned Depth = C * (2 ** l);
+    // level l has 2^l thresholds per codebook, in words of We entries, Qn words per codebook
+    localparam int unsigned We    = ((2 ** l) < CfgLanes) ? (2 ** l) : CfgLanes;
+    localparam int unsigned Qn    = (2 ** l) / We;
+    localparam int unsigned Depth = Banks * C * Qn;
     localparam int unsigned IW    = (Depth > 1) ? $clog2(Depth) : 1;
-    localparam int unsigned Base  = (2 ** l) - 1; // heap index of the level's first node
 
-    logic               v_in;
+    logic               v_in, bank_in, first_in, last_in, pre_in;
     logic [CW-1:0]      c_in;
     logic [L-1:0]       code_in;
     logic [L*FeatW-1:0] feat_in;
 
     if (l == 0) begin : g_first
-      assign v_in    = in_fire;
-      assign c_in    = c_in_q;
-      assign code_in = '0;
-      assign feat_in = in_data_i;
+      assign v_in     = in_fire;
+      assign bank_in  = (Banks == 2) ? active_q : 1'b0;
+      assign c_in     = c_in_q;
+      assign first_in = in_first;
+      assign last_in  = in_last;
+      assign pre_in   = in_pre;
+      assign code_in  = '0;
+      assign feat_in  = in_data_i;
     end else begin : g_next
-      assign v_in    = p_v_q[l-1];
-      assign c_in    = p_c_q[l-1];
-      assign code_in = p_code_q[l-1];
-      assign feat_in = p_feat_q[l-1];
+      assign v_in     = p_v_q[l-1];
+      assign bank_in  = p_bank_q[l-1];
+      assign c_in     = p_c_q[l-1];
+      assign first_in = p_first_q[l-1];
+      assign last_in  = p_last_q[l-1];
+      assign pre_in   = p_pre_q[l-1];
+      assign code_in  = p_code_q[l-1];
+      assign feat_in  = p_feat_q[l-1];
     end
 
-    // threshold memory of this level: entry (c << l) | prefix, flip-flops, not reset
-    logic [FeatW-1:0] thr_mem [Depth];
-    logic             thr_we;
-    logic [IW-1:0]    thr_waddr, thr_raddr;
-    logic [FeatW-1:0] thr_wdata, thr;
-    logic             bit_l;
+    // threshold memory of this level: word (bank, c, q) holds entries q*We .. q*We+We-1
+    // (entry = code prefix), flip-flops, not reset
+    logic [We*FeatW-1:0] thr_mem [Depth];
+    logic                thr_we;
+    logic [IW-1:0]       thr_waddr, thr_raddr;
+    logic [We*FeatW-1:0] thr_wdata;
+    logic [FeatW-1:0]    thr;
+    logic                bit_l;
+    logic [31:0]         prefix;
 
-    // node j is on level l iff 2^l <= j + 1 < 2^(l+1)
-    assign thr_we    = cfg_valid_i && !cfg_lut && cfg_c_ok &&
-                       (((32'(cfg_k) + 32'd1) >> l) == 32'd1);
-    assign thr_waddr = IW'((32'(cfg_c) << l) + 32'(cfg_k) - 32'(Base));
-    assign thr_wdata = cfg_data_i[FeatW-1:0];
-    assign thr_raddr = IW'((32'(c_in) << l) | 32'(code_in));
+    assign thr_we    = cfg_thr && (32'(cfg_sel) == l) && (32'(cfg_q) < Qn);
+    assign thr_waddr = IW'((32'(wbank) * C + 32'(cfg_c)) * Qn + 32'(cfg_q));
+    for (genvar i = 0; i < We; i++) begin : g_wlane
+      assign thr_wdata[i*FeatW +: FeatW] = cfg_data_i[i*DataW +: FeatW];
+    end
+    assign prefix    = 32'(code_in);
+    assign thr_raddr = IW'((32'(bank_in) * C + 32'(c_in)) * Qn + prefix / We);
+    assign thr       = thr_mem[thr_raddr][(prefix % We) * FeatW +: FeatW];
 
     always_ff @(posedge clk_i) begin
       if (thr_we) begin
         thr_mem[thr_waddr] <= thr_wdata;
       end
     end
-
-    assign thr = thr_mem[thr_raddr];
 
     halut_thr_gt #(.ThrFmt(ThrFmt)) u_cmp (
       .f_i (feat_in[FeatW-1:0]),
@@ -189,89 +319,174 @@ module halut_accel #(
 
     // next state of stage l (loaded when adv is high: every stage holds while it is low)
     logic               p_v_d;
-    logic [CW-1:0]      p_c_d;
     logic [L-1:0]       p_code_d;
     logic [L*FeatW-1:0] p_feat_d;
 
     assign p_v_d    = v_in;
-    assign p_c_d    = c_in;
     assign p_code_d = (code_in << 1) | L'(bit_l);
     assign p_feat_d = feat_in >> FeatW; // the next level's feature moves to slot 0
 
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
-        p_v_q[l]    <= 1'b0;
-        p_c_q[l]    <= '0;
-        p_code_q[l] <= '0;
-        p_feat_q[l] <= '0;
+        p_v_q[l]     <= 1'b0;
+        p_bank_q[l]  <= 1'b0;
+        p_c_q[l]     <= '0;
+        p_first_q[l] <= 1'b0;
+        p_last_q[l]  <= 1'b0;
+        p_pre_q[l]   <= 1'b0;
+        p_code_q[l]  <= '0;
+        p_feat_q[l]  <= '0;
       end else if (adv) begin
-        p_v_q[l]    <= p_v_d;
-        p_c_q[l]    <= p_c_d;
-        p_code_q[l] <= p_code_d;
-        p_feat_q[l] <= p_feat_d;
+        p_v_q[l]     <= p_v_d;
+        p_bank_q[l]  <= bank_in;
+        p_c_q[l]     <= c_in;
+        p_first_q[l] <= first_in;
+        p_last_q[l]  <= last_in;
+        p_pre_q[l]   <= pre_in;
+        p_code_q[l]  <= p_code_d;
+        p_feat_q[l]  <= p_feat_d;
       end
     end
+
+    assign p_busy[l] = p_v_q[l] && (p_bank_q[l] == wbank);
   end
+
+  // memories of the bank being written may change only when no beat in the tree reads them
+  // (the input stage reads the active bank, which is written only with Banks = 1, and then
+  // the host sends no beats before the job's SWAP)
+  assign cfg_ready_o = !(|p_busy);
 
   // ---- LUT read stage and accumulation stage ------------------------------------------------
   logic                lut_v;
-  logic [CW-1:0]       lut_c;
-  logic [L-1:0]        lut_code;
-  logic                a_v_d, a_v_q;      // accumulation stage: valid, LUT values and
-  logic                a_first_d, a_first_q;  // whether it holds codebook 0 (a row starts
-  logic                a_last_d, a_last_q;    // from zero) or codebook C-1 (the row is done),
-                                              // decoded a stage early, off the adder path
+  logic [LIW-1:0]      lut_raddr;  // entry (bank, c, code), shared by all columns
+  logic                a_v_q;      // accumulation stage: valid, first / last codebook of the
+  logic                a_first_q;  // row (from zero or the preload; to the output buffer),
+  logic                a_last_q;   // preload flag, and the M LUT values
+  logic                a_pre_q;
   logic [LutW-1:0]     a_val_q [M];
   logic [AccW-1:0]     acc_q   [M];
   logic [AccW-1:0]     obuf_q  [M];
-  logic                row_done;   // the accumulation stage holds codebook C-1
+  logic [AccW-1:0]     pbuf_q  [M];
+  logic                row_done;   // the accumulation stage holds the last codebook of a row
+  logic                pre_load;   // the accumulators take the preload buffer this cycle
+  logic                pre_wait;   // a row's first codebook waits for its preload
 
-  assign lut_v    = p_v_q[L-1];
-  assign lut_c    = p_c_q[L-1];
-  assign lut_code = p_code_q[L-1];
-  assign row_done = a_v_q && a_last_q;
+  assign lut_v     = p_v_q[L-1];
+  assign lut_raddr = LIW'((32'(p_bank_q[L-1]) * C + 32'(p_c_q[L-1])) * K + 32'(p_code_q[L-1]));
+  assign row_done  = a_v_q && a_last_q;
 
   // p_feat_q[L-1] is all zeros (every feature consumed); read here so lint sees it used
   logic unused_feat;
   assign unused_feat = ^p_feat_q[L-1];
-
-  assign a_v_d     = lut_v;
-  assign a_first_d = (lut_c == '0);
-  assign a_last_d  = (lut_c == CW'(C - 1));
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       a_v_q     <= 1'b0;
       a_first_q <= 1'b0;
       a_last_q  <= 1'b0;
+      a_pre_q   <= 1'b0;
     end else if (adv) begin
-      a_v_q     <= a_v_d;
-      a_first_q <= a_first_d;
-      a_last_q  <= a_last_d;
+      a_v_q     <= lut_v;
+      a_first_q <= p_first_q[L-1];
+      a_last_q  <= p_last_q[L-1];
+      a_pre_q   <= p_pre_q[L-1];
+    end
+  end
+
+  // ---- preload: the M start values of the next row that takes one ------------------------
+  // The preload port fills pbuf_q; the accumulators take it (pre_load) once no row uses them
+  // and the next row to start takes a preload: as that row's first codebook moves from the
+  // LUT stage to the accumulation stage (no cycle lost), else once it waits there (a cycle,
+  // or until the preload has arrived). The accumulation stage itself never reads pbuf_q: a
+  // row starts from 0 or from acc_q.
+  logic [PW-1:0] pcnt_d, pcnt_q;     // preload beats held (NumBeats: full)
+  logic          loaded_d, loaded_q; // acc_q holds the preload of the row at the acc stage
+  logic          idle_d, idle_q;     // no row is accumulating (acc_q is free)
+  logic          pbuf_full;
+  logic          pre_fire;
+  logic [BW-1:0] pre_beat;           // the beat pre_data_i fills
+  logic          lut_pre_first;      // the LUT stage holds a first codebook taking a preload
+  logic          a_pre_first;        // ... the accumulation stage
+  logic          acc_free;           // acc_q is free after this clock edge
+
+  assign pbuf_full     = (pcnt_q == PW'(NumBeats));
+  assign lut_pre_first = p_v_q[L-1] && p_first_q[L-1] && p_pre_q[L-1];
+  assign a_pre_first   = a_v_q && a_first_q && a_pre_q;
+  assign acc_free      = row_done || (idle_q && !a_v_q);
+  assign pre_wait      = a_pre_first && !loaded_q;
+  assign pre_load      = pbuf_full && ((adv && acc_free && lut_pre_first) || pre_wait);
+  assign pre_ready_o   = !pbuf_full || pre_load;  // a full buffer refills as it is taken
+  assign pre_fire      = pre_valid_i && pre_ready_o;
+  assign pre_beat      = pbuf_full ? '0 : BW'(pcnt_q);
+
+  always_comb begin
+    pcnt_d = pcnt_q;
+    if (pre_load) begin
+      pcnt_d = pre_fire ? PW'(1) : '0;
+    end else if (pre_fire) begin
+      pcnt_d = pcnt_q + 1'b1;
+    end
+    loaded_d = loaded_q;
+    if (pre_load) begin
+      loaded_d = 1'b1;
+    end else if (adv && a_pre_first) begin
+      loaded_d = 1'b0;  // the row has started from it
+    end
+    idle_d = idle_q;
+    if (adv && a_v_q) begin
+      idle_d = row_done;  // a row ends, or one is under way
+    end
+  end
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      pcnt_q   <= '0;
+      loaded_q <= 1'b0;
+      idle_q   <= 1'b1;
+    end else begin
+      pcnt_q   <= pcnt_d;
+      loaded_q <= loaded_d;
+      idle_q   <= idle_d;
+    end
+  end
+
+  // the preload buffer (not reset: only read after it has been filled)
+  always_ff @(posedge clk_i) begin
+    if (pre_fire) begin
+      for (int j = 0; j < OutLanes; j++) begin
+        pbuf_q[32'(pre_beat) * OutLanes + j] <= pre_data_i[j*AccW +: AccW];
+      end
     end
   end
 
   for (genvar m = 0; m < M; m++) begin : g_col
-    // LUT memory of column m: entry (c << L) | k, flip-flops, not reset
-    logic [LutW-1:0]    lut_mem [LutDepth];
-    logic               lut_we;
-    logic [LIW-1:0]     lut_raddr, lut_waddr;
-    logic [LutW-1:0]    lut_wdata;
-    logic [AccW-1:0]    base, sum;
+    // LUT memory of column m: entry (bank, c, k), flip-flops, not reset; a write fills the
+    // CfgLanes entries k = q*CfgLanes .. q*CfgLanes+CfgLanes-1 (one word of the port). The
+    // memory is kept entry-wide, not word-wide: Verilator simulated the word-wide form with
+    // a lane select on every read about 15% slower (C=32 K=16 M=16, the benchmark's ceiling)
+    logic [LutW-1:0]          lut_mem [LutDepth];
+    logic                     lut_we;
+    logic [LIW-1:0]           lut_waddr;  // the word's first entry
+    logic [CfgLanes*LutW-1:0] lut_wdata;
+    logic [AccW-1:0]          base, sum;
 
-    assign lut_we    = cfg_valid_i && cfg_lut && cfg_c_ok && (cfg_m == MW'(m));
-    assign lut_raddr = LIW'((32'(lut_c) << L) | 32'(lut_code));
-    assign lut_waddr = LIW'((32'(cfg_c) << L) | 32'(cfg_k));
-    assign lut_wdata = cfg_data_i[LutW-1:0];
+    assign lut_we    = cfg_lut && (32'(cfg_sel) == m);
+    assign lut_waddr = LIW'(((32'(wbank) * C + 32'(cfg_c)) * QN + 32'(cfg_q)) * CfgLanes);
+    for (genvar i = 0; i < CfgLanes; i++) begin : g_wlane
+      assign lut_wdata[i*LutW +: LutW] = cfg_data_i[i*DataW +: LutW];
+    end
 
     always_ff @(posedge clk_i) begin
       if (lut_we) begin
-        lut_mem[lut_waddr] <= lut_wdata;
+        for (int i = 0; i < CfgLanes; i++) begin
+          lut_mem[lut_waddr + LIW'(i)] <= lut_wdata[i*LutW +: LutW];
+        end
       end
     end
 
-    // a row starts from zero (+0.0 for fp32) at codebook 0
-    assign base = a_first_q ? '0 : acc_q[m];
+    // a row starts from zero (+0.0 for fp32) at its first codebook, or from the preload the
+    // accumulator took before
+    assign base = (a_first_q && !a_pre_q) ? '0 : acc_q[m];
 
     if (LutFmt == halut_pkg::LutFmtFp16) begin : g_fp
       logic [halut_pkg::Fp32W-1:0] val32;
@@ -292,18 +507,19 @@ module halut_accel #(
       );
     end
 
-    // next state of column m: the LUT value read at (c, code), loaded when adv is high; the
-    // row's sum goes to the accumulator, or for its last codebook to the output buffer (write
-    // enables rather than a hold in the next state: an unpacked-array register written only
-    // when it changes also simulates faster in Verilator)
+    // next state of column m: the LUT value read at (bank, c, code), loaded when adv is high;
+    // the row's sum goes to the accumulator, or for its last codebook to the output buffer
+    // (write enables rather than a hold in the next state: an unpacked-array register written
+    // only when it changes also simulates faster in Verilator); the accumulator takes the
+    // preload when no row is using it (pre_load never coincides with an accumulation)
     logic [LutW-1:0] a_val_d;
     logic [AccW-1:0] acc_d, obuf_d;
     logic            acc_en, obuf_en;
 
     assign a_val_d = lut_mem[lut_raddr];
-    assign acc_d   = sum;
+    assign acc_d   = pre_load ? pbuf_q[m] : sum;
     assign obuf_d  = sum;
-    assign acc_en  = adv && a_v_q && !row_done;
+    assign acc_en  = (adv && a_v_q && !row_done) || pre_load;
     assign obuf_en = adv && a_v_q && row_done;
 
     always_ff @(posedge clk_i or negedge rst_ni) begin
@@ -329,6 +545,7 @@ module halut_accel #(
         obuf_q[m] <= obuf_d;
       end
     end
+
   end
 
   // ---- output buffer ----------------------------------------------------------------------
@@ -340,7 +557,7 @@ module halut_accel #(
   assign out_fire    = obuf_busy_q && out_ready_i;
   assign out_last    = out_fire && (beat_q == BW'(NumBeats - 1));
   assign obuf_free   = !obuf_busy_q || out_last;
-  assign adv         = !(row_done && !obuf_free);
+  assign adv         = !(row_done && !obuf_free) && !pre_wait;
 
   always_comb begin
     obuf_busy_d = obuf_busy_q;

@@ -14,8 +14,16 @@ package halut_pkg;
     LutFmtFp16 = 32'd1
   } lut_fmt_e;
 
-  // width of the configuration data port (fp16 bits, or int8 sign-extended)
+  // width of one configuration data lane (fp16 bits, or int8 sign-extended)
   localparam int unsigned CfgDataW = 16;
+  // configuration address kinds (the address's two most significant bits)
+  localparam logic [1:0] CfgKindThr = 2'd0;
+  localparam logic [1:0] CfgKindLut = 2'd1;
+  localparam logic [1:0] CfgKindCtrl = 2'd2;
+  // control registers (kind Ctrl, register index in the address's low bits)
+  localparam logic [1:0] CtrlCnum = 2'd0;
+  localparam logic [1:0] CtrlPreload = 2'd1;
+  localparam logic [1:0] CtrlSwap = 2'd2;
   // width of one accumulator / output lane (int32 two's complement, or fp32 bits)
   localparam int unsigned AccW = 32;
 

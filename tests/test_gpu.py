@@ -7,6 +7,7 @@ same vectors. Tests marked ``cuda`` run only where torch sees a GPU.
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 def assert_bit_exact(program: HardwareProgram, A: np.ndarray, **kwargs: object) -> dict:
     g = golden.run(program, A)
     r = run_gpu(program, A, **kwargs)  # type: ignore[arg-type]
-    assert r.backend == "gpu"
+    assert r.backend == "gpu" and r.acc is not None
     assert r.acc.dtype == g.acc.dtype and r.y.dtype == np.float32
     np.testing.assert_array_equal(r.acc.view(np.uint32), g.acc.view(np.uint32))
     np.testing.assert_array_equal(r.y.view(np.uint32), g.y.view(np.uint32))
@@ -82,6 +83,35 @@ def test_corner_case_table_is_bit_exact(thr_fmt: str, lut_fmt: str, impl: str) -
             assert_bit_exact(case.program, case.A, impl=impl)
         except AssertionError as exc:
             raise AssertionError(f"corner case {case.name!r}: {exc}") from None
+
+
+@pytest.mark.parametrize("thr_fmt,lut_fmt", FORMATS)
+def test_corner_case_programs_through_every_kernel_bit_for_bit(thr_fmt: str, lut_fmt: str) -> None:
+    """The golden corner-case programs (tests/test_golden.py's table) through each Triton
+    kernel on its own: fused and split with blocks of 4 x 4 (several programs on both grid
+    axes, masked edges), y-only launches, encode against golden's codes and decode of
+    golden's codes. Compiled on the GPU where torch sees one, else the interpreter."""
+    from emulator.gpu import activations, prepare, resolve_device, triton_fused
+
+    dev = resolve_device(None)
+    for case in corner_cases(thr_fmt, lut_fmt):
+        g = golden.run(case.program, case.A)
+        where = f"corner case {case.name!r}"
+        for mode in ("fused", "split"):
+            info = assert_bit_exact(case.program, case.A, impl="triton", mode=mode,
+                                    block_n=4, block_m=4)
+            assert info["mode"] == mode, where
+        codes = encode(case.program, case.A, impl="triton", block_n=4)
+        np.testing.assert_array_equal(codes, g.codes, err_msg=where)
+        acc, y = decode(case.program, g.codes, impl="triton", block_n=4, block_m=4)
+        np.testing.assert_array_equal(acc.view(np.uint32), g.acc.view(np.uint32), err_msg=where)
+        np.testing.assert_array_equal(y.view(np.uint32), g.y.view(np.uint32), err_msg=where)
+        prep = prepare(case.program, dev)
+        acc_none, y_only = triton_fused(prep, activations(case.program, case.A, dev), 4, 4,
+                                        write_acc=False)
+        assert acc_none is None
+        np.testing.assert_array_equal(y_only.cpu().numpy().view(np.uint32),
+                                      g.y.view(np.uint32), err_msg=where)
 
 
 def test_dequantization_keeps_subnormals_and_does_not_fuse() -> None:
@@ -288,31 +318,80 @@ PTX_CHECK = """
 import os, sys
 os.environ["TRITON_INTERPRET"] = "0"
 from emulator import gpu_kernels as k
-for name in ("encode_kernel", "decode_kernel", "fused_kernel"):
-    for feat16, lut16 in ((True, True), (False, False)):
-        ptx = k.compile_ptx(name, fp16_features=feat16, fp16_lut=lut16)
-        body = [l.split("//")[0] for l in ptx.splitlines()]
-        assert not any("fma" in l for l in body), (name, "fma")
-        assert not any(".ftz" in l for l in body), (name, "ftz")
-        if name != "decode_kernel" and not feat16:
-            assert any("add.rn.f32" in l and "0f4B400000" in l for l in body), name
-            assert any("add.rn.f32" in l and "0fCB400000" in l for l in body), name
-        if name != "encode_kernel":
-            assert any("mul.rn.f32" in l for l in body), name
-print("ok")
+# (kernel, feature format fp16?, LUT format fp16?, activations dtype, options): every kernel
+# and format pair the launches use, float16 activations, y-only launches and the larger
+# blocks / 8 warps that bench/bench_gpu.py tunes over
+VARIANTS = [(name, f16, l16, "fp32", {}) for name in ("encode_kernel", "decode_kernel",
+            "fused_kernel") for f16, l16 in ((True, True), (False, False))]
+VARIANTS += [("fused_kernel", True, False, "fp32", {}), ("fused_kernel", False, True, "fp32", {}),
+             ("fused_kernel", True, True, "fp16", {}), ("fused_kernel", False, False, "fp16", {}),
+             ("encode_kernel", False, True, "fp16", {}),
+             ("fused_kernel", True, True, "fp32", dict(block_n=128, block_m=128, num_warps=8,
+                                                      write_acc=False)),
+             ("decode_kernel", False, True, "fp32", dict(block_n=64, block_m=256, num_warps=8,
+                                                        write_acc=False))]
+for name, feat16, lut16, a_dtype, opts in VARIANTS:
+    what = (name, feat16, lut16, a_dtype, opts)
+    asm = k.compile_asm(name, fp16_features=feat16, fp16_lut=lut16, a_dtype=a_dtype, sass=True,
+                        **opts)
+    body = [l.split("//")[0] for l in asm["ptx"].splitlines()]
+    assert not any("fma" in l for l in body), (what, "fma")
+    assert not any(".ftz" in l for l in body), (what, "ftz")
+    if name != "decode_kernel" and not feat16:
+        assert any("add.rn.f32" in l and "0f4B400000" in l for l in body), what
+        assert any("add.rn.f32" in l and "0fCB400000" in l for l in body), what
+    if name != "encode_kernel":
+        assert any("mul.rn.f32" in l for l in body), what
+    # what ptxas made of it: no fused multiply-add, no flush-to-zero in the machine code
+    ops = k.sass_opcodes(asm["sass"])
+    assert ops, (what, "no SASS parsed")
+    assert not [op for op in ops if op.startswith(("FFMA", "DFMA"))], (what, ops)
+    assert not [op for op in ops if ".FTZ" in op], (what, ops)
+    if name != "encode_kernel":
+        assert ops["FMUL"] and ops["FADD"], (what, ops)
+print("ok", len(VARIANTS))
 """
 
 
 @pytest.mark.slow
 def test_compiled_ptx_has_no_fma_and_no_flush_to_zero(tmp_path: Path) -> None:
-    """Compile every kernel for sm_90 ahead of time (no GPU needed) and read the PTX:
-    separately rounded mul/add, the RNE magic-number add and subtract kept, no .ftz."""
+    """Compile every kernel for sm_90 ahead of time (no GPU needed) and read the PTX and the
+    SASS: separately rounded mul/add, the RNE magic-number add and subtract kept, no .ftz,
+    no FFMA; for every format pair, float16 activations, y-only launches, large blocks."""
     env = dict(os.environ, TRITON_INTERPRET="0",
                TRITON_CACHE_DIR=str(tmp_path / "triton-cache"))
     out = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("ok")
+    assert out.stdout.strip().startswith("ok")
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_mode_runs_and_is_bit_exact(tmp_path: Path) -> None:
+    """bench/bench_gpu.py --quick: the benchmark's own code on tiny shapes (interpreter on CPU,
+    compiled on a GPU), its JSON and its bit-exactness checks."""
+    out_json = tmp_path / "gpu-quick.json"
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_gpu.py"), "--quick",
+                          "--out", str(out_json)], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads(out_json.read_text())
+    assert doc["complete"] and doc["quick"] and doc["all_bit_exact"]
+    kinds = {e["kernel"] for r in doc["results"] for e in r["timings"]}
+    assert kinds == {"fused", "encode", "decode", "split"}
+    assert {r["lut_format"] for r in doc["results"]} == {"int8", "fp16"}
+    assert all("floor_fraction" in e for r in doc["results"] for e in r["timings"])
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="needs a machine without a CUDA GPU")
+def test_gpu_benchmark_without_cuda_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    out_json = tmp_path / "gpu.json"
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_gpu.py"), "--out",
+                          str(out_json)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0
+    assert out.stdout == "" and len(out.stderr.strip().splitlines()) == 1
+    assert "no CUDA device" in out.stderr
+    assert not out_json.exists()
 
 
 # ---- on a real GPU -------------------------------------------------------------------------
