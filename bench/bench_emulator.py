@@ -18,7 +18,7 @@ from emulator import golden
 from emulator.build import build_ceiling, build_harness, build_pyverilator
 from emulator.driver import CycleSim
 from emulator.harness import BatchSim, Handshake
-from emulator.hwif import lut_writes, threshold_writes
+from emulator.hwif import single_job_writes
 from emulator.params import RtlParams
 from emulator.rtl import pack_beats, run_rtl
 from emulator.vectors import random_activations, random_program
@@ -30,9 +30,7 @@ REPEATS = 3  # best of, for every speed figure (the machine is shared)
 def _stream_speed(sim: BatchSim | CycleSim, params: RtlParams, beats: np.ndarray, N: int,
                   program: object) -> dict[str, float]:
     sim.reset()
-    a1, d1 = threshold_writes(program, params.address_map)
-    a2, d2 = lut_writes(program, params.address_map, 0, params.M)
-    sim.config(np.concatenate([a1, a2]), np.concatenate([d1, d2]))
+    sim.config(single_job_writes(program, params.address_map))
     t0 = time.perf_counter()
     _, counts = sim.stream(beats, N * params.M // params.out_lanes, params.out_lanes,
                            valid=Handshake(), ready=Handshake())

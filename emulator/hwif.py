@@ -238,10 +238,11 @@ def job_writes(program: HardwareProgram, amap: AddressMap, codebooks: tuple[int,
 
 
 def single_job_writes(program: HardwareProgram, amap: AddressMap) -> ConfigWrites:
-    """A program that fits the chip (``C <= amap.C``, ``M <= amap.M``) as one job, followed
-    by its SWAP: the writes that make it the active one (tests, benchmarks)."""
-    return (job_writes(program, amap, (0, program.C), (0, program.M), preload=False)
-            + swap_write(amap))
+    """A program whose codebooks fit the chip (``C <= amap.C``) as one job of its first
+    ``amap.M`` columns, followed by its SWAP: the writes that make it the active one (tests,
+    benchmarks)."""
+    return (job_writes(program, amap, (0, program.C), (0, min(program.M, amap.M)),
+                       preload=False) + swap_write(amap))
 
 
 # ---- the port list ---------------------------------------------------------------------------

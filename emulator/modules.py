@@ -11,7 +11,7 @@ outside autograd (no gradients flow through a halut layer).
 layer runner (:func:`emulator.runner.run_matrix`), so the module's rows take the same loop
 nest as ``halut emulate``; ``module.last_result`` is the runner's RunResult (cycles, tiles).
 ``module.backend_options`` go to the backend (rtl: ``params``, ``driver``, ...; the rtl
-default is an accelerator with the program's C, K and formats and ``DEFAULT_TILE_M`` columns).
+default is the default chip with the program's K and formats, ``RtlParams.for_program``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from emulator.backends import check_backend_name, make_backend
-from emulator.params import DEFAULT_TILE_M, RtlParams
+from emulator.params import RtlParams
 from emulator.runner import LayerModel, RunResult, run_matrix
 from learning.conv import Conv2dGeometry, im2col, rows_to_nchw
 from learning.errors import HalutError
@@ -240,7 +240,7 @@ class _HalutLayer(nn.Module):
         """Run the selected backend on matrix rows ``A`` (N, D) float32 -> (N, M) float32."""
         options = dict(self.backend_options)
         if self.backend == "rtl" and options.get("params") is None:
-            # the modules' accelerator: the program's C, K and formats, DEFAULT_TILE_M columns
+            # the modules' accelerator: the default chip with the program's K and formats
             options["params"] = RtlParams.for_program(self.program)
         backend = make_backend(self.backend, **options)
         res = run_matrix(backend, self.layer_model(), A)

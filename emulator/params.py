@@ -18,7 +18,6 @@ from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, HardwareProgram
 
 MAX_C = 1024
 MAX_M = 1024
-DEFAULT_TILE_M = 16  # output columns per tile when none is given (the default configuration)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ def _stub_top(body: str = "") -> str:
     """A halut_accel with the real parameters but none of the accelerator's ports."""
     return ("module halut_accel #(parameter int C = 1, parameter int K = 2,\n"
             "  parameter int M = 1, parameter int ThrFmt = 0, parameter int LutFmt = 0,\n"
-            "  parameter int OutLanes = 1) (input logic clk_i, output logic o);\n"
+            "  parameter int OutLanes = 1, parameter int CfgLanes = 1,\n"
+            "  parameter int Banks = 2) (input logic clk_i, output logic o);\n"
             f"{body}  assign o = clk_i;\nendmodule\n")
 
 

@@ -62,7 +62,11 @@ def test_parameter_assignments_parse_like_the_cli() -> None:
     p = parse_assignments(["M=8", "k=4", "lut=fp16", "lanes=4"], RtlParams(C=3))
     assert (p.C, p.K, p.M, p.lut_format, p.out_lanes) == (3, 4, 8, "fp16", 4)
     assert p.verilog_parameters() == {"C": 3, "K": 4, "M": 8, "ThrFmt": 0, "LutFmt": 1,
-                                      "OutLanes": 4}
+                                      "OutLanes": 4, "CfgLanes": 4, "Banks": 2}
+    # the default lanes follow K (min(16, K)); explicit ones stay
+    assert parse_assignments(["K=16"], p).cfg_lanes == 16
+    q = parse_assignments(["cfg_lanes=2", "banks=1"], p)
+    assert (q.cfg_lanes, q.banks, parse_assignments(["K=16"], q).cfg_lanes) == (2, 1, 2)
     with pytest.raises(HalutError, match="unknown RTL parameter"):
         parse_assignments(["Q=1"])
     with pytest.raises(HalutError, match="integer"):
@@ -71,13 +75,20 @@ def test_parameter_assignments_parse_like_the_cli() -> None:
         parse_assignments(["M"])
 
 
-def test_params_for_program_default_tile_and_explicit_m() -> None:
+def test_params_for_program_is_the_default_chip_with_the_programs_k_and_formats() -> None:
     rng = np.random.default_rng(0)
     narrow = random_program(rng, C=3, K=4, M=8, D=6, threshold_format="int8",
                             lut_format="fp16")
-    p = RtlParams.for_program(narrow)  # default tile clamps to the program's columns
-    assert (p.C, p.K, p.M, p.threshold_format, p.lut_format) == (3, 4, 8, "int8", "fp16")
-    assert RtlParams.for_program(narrow, M=16).M == 16  # an explicit M is kept
+    p = RtlParams.for_program(narrow)  # the default C and M, whatever the program's
+    d = RtlParams()
+    assert (p.C, p.K, p.M, p.threshold_format, p.lut_format) == (d.C, 4, d.M, "int8", "fp16")
+    assert (p.cfg_lanes, p.banks) == (4, 2)  # lanes: min(16, K)
     assert RtlParams.for_program(narrow, M=4, out_lanes=2).out_lanes == 2
-    wide = random_program(rng, C=3, K=4, M=40, D=6)
-    assert RtlParams.for_program(wide).M == 16
+    p.check_program(random_program(rng, C=70, K=4, M=40, D=80, threshold_format="int8",
+                                   lut_format="fp16"))  # any C and M map onto the chip
+    with pytest.raises(HalutError, match="K=2 prototypes.*built for K=4"):
+        p.check_program(random_program(rng, C=3, K=2, M=8, D=6, threshold_format="int8",
+                                       lut_format="fp16"))
+    with pytest.raises(HalutError, match="fp16 thresholds and int8 LUTs.*built for int8 "
+                                         "thresholds and fp16 LUTs"):
+        p.check_program(random_program(rng, C=3, K=4, M=8, D=6))

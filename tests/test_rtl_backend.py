@@ -15,10 +15,10 @@ import pytest
 from emulator import golden
 from emulator.build import build_harness
 from emulator.harness import BatchSim, Handshake, rng_state
-from emulator.hwif import lut_writes, threshold_writes
+from emulator.hwif import single_job_writes
 from emulator.layers import LayerModel, run_rows
 from emulator.params import RtlParams
-from emulator.rtl import in_words, pack_beats, run_rtl
+from emulator.rtl import in_words, job_shapes, model_layer_cycles, pack_beats, run_rtl
 from emulator.vectors import corner_cases, random_activations, random_program
 from learning.errors import HalutError
 from learning.program import HardwareProgram
@@ -71,15 +71,61 @@ def test_random_programs_match_golden_with_column_tiles_counted(name: str) -> No
     assert_bit_exact(program, A, r)
     n_tiles = -(-program.M // params.M)
     assert len(r.tiles) == n_tiles
-    C, K, N = params.C, params.K, A.shape[0]
-    # a fixed pipeline latency, as docs/rtl.md states it: L + 1 + M/OutLanes
-    assert {t.drain for t in r.tiles} == {params.L + 1 + params.M // params.out_lanes}
-    for i, t in enumerate(r.tiles):
-        cols = min(params.M, program.M - i * params.M)
-        assert t.config == (C * (K - 1) if i == 0 else 0) + cols * C * K
+    C, N = params.C, A.shape[0]
+    # the tiles stream back to back: only the last drains, after a fixed pipeline latency
+    # (docs/rtl.md: L + 1 + M/OutLanes)
+    assert [t.drain for t in r.tiles] == [0] * (n_tiles - 1) + [params.L + 1 + params.out_beats]
+    for t in r.tiles:
         assert t.stream == N * C and t.stall == 0
     assert r.cycles is not None and r.cycles == sum(r.tiles[1:], r.tiles[0])
     assert r.cycles.total == sum(t.total for t in r.tiles)
+    assert r.cycles == model_layer_cycles(program, params, N)  # the analytic model, exactly
+
+
+@pytest.mark.parametrize("fmt", [pytest.param(f, id="_".join(f), marks=group(
+    f"C3K4M8_{f[0]}_{f[1]}")) for f in FORMATS])
+@pytest.mark.parametrize("driver", ["batch", "cycle"])
+def test_a_layer_of_two_and_a_half_chips_runs_in_three_passes_bit_exactly(
+        fmt: tuple[str, str], driver: str) -> None:
+    """C = 2.5 x the chip's C: three codebook passes (3, 3, 2 codebooks), each after the
+    first starting every row from the previous pass's results (the preload port), over three
+    column tiles; bit-exact with golden (fp32 sequential from +0.0, int32 wrap-around),
+    cycles equal to the analytic model, then again under bubbles and back-pressure."""
+    params = CONFIGS[f"C3K4M8_{fmt[0]}_{fmt[1]}"][0]
+    rng = np.random.default_rng(21)
+    program = random_program(rng, 8, params.K, 20, 19, *fmt)  # C = 8 = 2.67 x 3
+    if fmt[1] == "int8":  # LUT values at the extremes: the int32 sums wrap
+        program = program.replace(lut=np.where(program.lut >= 0, 127, -128).astype(np.int8))
+    A = random_activations(rng, program, 13 if driver == "batch" else 4)
+    r = run_rtl(program, A, params=params, driver=driver)
+    assert_bit_exact(program, A, r)
+    assert r.info["codebook_passes"] == 3 and r.info["jobs"] == 9
+    assert r.cycles == model_layer_cycles(program, params, A.shape[0])
+    assert r.cycles.preload == 2 * 3 * A.shape[0] * params.out_beats  # passes 2, 3 x 3 tiles
+    s = run_rtl(program, A, params=params, driver=driver, bubbles=0.3, backpressure=0.5,
+                seed=4)
+    assert_bit_exact(program, A, s)
+    assert s.cycles is not None and s.cycles.stream == r.cycles.stream
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_fewer_codebooks_than_the_chip_stream_without_padding(banks: int, lanes: int) -> None:
+    """A layer with C below the chip's runs at its own C (the CNUM register): N * C_layer
+    beats, and with two banks each job's configuration loads while the previous streams.
+    One bank or one lane per write only costs cycles (the model says how many)."""
+    params = RtlParams(C=8, K=4, M=4, cfg_lanes=lanes, banks=banks)
+    rng = np.random.default_rng(3)
+    program = random_program(rng, 5, 4, 11, 13)  # 5 of 8 codebooks, 3 column tiles
+    A = random_activations(rng, program, 17)
+    r = run_rtl(program, A, params=params)
+    assert_bit_exact(program, A, r)
+    assert r.cycles is not None and r.cycles.stream == 17 * 5 * 3
+    model = model_layer_cycles(program, params, 17)
+    assert r.cycles == model
+    if banks == 2 and lanes == 4:  # only the first job's writes and one SWAP per later job show
+        first = job_shapes(program, params, 17)[0].writes
+        assert r.cycles.config == first + 1 + 2
 
 
 @pytest.mark.parametrize("fmt", [pytest.param(f, id="_".join(f), marks=group(
@@ -101,9 +147,7 @@ def _stream_raw(params: RtlParams, program: HardwareProgram, A: np.ndarray,
     build = build_harness(params)
     with BatchSim(build.path) as sim:
         sim.reset()
-        a1, d1 = threshold_writes(program, params.address_map)
-        a2, d2 = lut_writes(program, params.address_map, 0, min(params.M, program.M))
-        sim.config(np.concatenate([a1, a2]), np.concatenate([d1, d2]))
+        sim.config(single_job_writes(program, params.address_map))
         beats = pack_beats(golden.gather_features(program, A), params)
         assert beats.shape[1] == in_words(params)
         before = sim.cycle
@@ -119,15 +163,15 @@ def test_backpressure_and_bubbles_never_drop_duplicate_or_reorder(name: str) -> 
     program, params = program_for(name, seed=3)
     A = random_activations(np.random.default_rng(4), program, 29)
     base = run_rtl(program, A, params=params)
-    latency = base.tiles[0].drain
+    latency = base.tiles[-1].drain
     for seed, (bub, bp) in enumerate([(0.3, 0.0), (0.0, 0.6), (0.5, 0.5), (0.1, 0.9)]):
         r = run_rtl(program, A, params=params, bubbles=bub, backpressure=bp, seed=seed)
         assert_bit_exact(program, A, r)  # every row, once, in order
         for t in r.tiles:
             assert t.stream == A.shape[0] * params.C
-            assert t.drain >= latency
-            if bp == 0.0:
-                assert t.drain == latency  # bubbles alone never lengthen the drain
+        assert r.tiles[-1].drain >= latency
+        if bp == 0.0:
+            assert r.tiles[-1].drain == latency  # bubbles alone never lengthen the drain
     # the stream phase takes exactly stream + stall + drain clock cycles
     valid, ready = Handshake.make(0.4, "bubbles"), Handshake.make(0.5, "backpressure")
     _, counts, cycles = _stream_raw(params, program, A, valid, ready, seed=11)
@@ -209,8 +253,8 @@ def test_bad_input_fails_before_any_verilation(tmp_path: Path,
     with pytest.raises(HalutError, match="out_lanes"):
         RtlParams(C=2, K=4, M=16, out_lanes=4)
     bad_calls: list[tuple[dict[str, object], str]] = [
-        ({"params": RtlParams(C=4, K=4, M=8)}, "C=3"),
-        ({"params": RtlParams(C=3, K=4, M=8, lut_format="fp16")}, "int8"),
+        ({"params": RtlParams(C=4, K=8, M=8)}, "K=4 prototypes"),
+        ({"params": RtlParams(C=3, K=4, M=8, lut_format="fp16")}, "int8 LUTs"),
         ({"params": {"C": 3}}, "RtlParams"),
         ({"driver": "fast"}, "driver"),
         ({"bubbles": 1.5}, "bubbles"),
@@ -471,9 +515,9 @@ def test_a_waveform_that_cannot_be_written_is_an_error_not_a_hang(driver: str,
 @pytest.mark.parametrize("driver", ["batch", "cycle"])
 @group("C3K4M8_fp16_int8")
 def test_row_tiles_stream_as_one_stream_and_each_lut_tile_loads_once(driver: str) -> None:
-    """The layer runner cuts a column tile's rows into row tiles without draining between
-    them: outputs, every cycle count and the handshake patterns are those of one whole
-    stream, and the thresholds and each LUT tile are written once per run."""
+    """The layer runner cuts a job's rows into row tiles without draining between them:
+    outputs, every cycle count and the handshake patterns are those of one whole stream,
+    and each job's configuration (thresholds, LUT tile) is written once per run."""
     program, params = program_for("C3K4M8_fp16_int8", seed=3)  # 20 columns: 3 column tiles
     A = random_activations(np.random.default_rng(4), program, 23)
     layer = LayerModel(program)
@@ -484,8 +528,8 @@ def test_row_tiles_stream_as_one_stream_and_each_lut_tile_loads_once(driver: str
     np.testing.assert_array_equal(tiled.acc, whole.acc)
     assert tiled.column_tiles == whole.column_tiles  # per column tile, identical cycles
     n_cols = -(-program.M // params.M)
-    config = program.C * (program.K - 1) + program.M * program.C * program.K
-    assert tiled.cycles is not None and tiled.cycles.config == config  # no reloads
+    writes = sum(s.writes + 1 for s in job_shapes(program, params, A.shape[0]))
+    assert tiled.cycles is not None and tiled.cycles.writes == writes  # no reloads
     assert [len(t.column_tiles) for t in tiled.tiles] == [n_cols] * 6
     assert sum(c.drain for c in tiled.column_tiles) == sum(
         t.cycles.drain for t in tiled.tiles if t.cycles is not None)

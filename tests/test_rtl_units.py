@@ -474,10 +474,11 @@ def _lint_top(params: dict[str, int]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("params", [
     {},
-    {"C": 1, "K": 2, "M": 1, "OutLanes": 1},
-    {"C": 3, "K": 4, "M": 8, "OutLanes": 4, "ThrFmt": 1, "LutFmt": 1},
+    {"C": 1, "K": 2, "M": 1, "OutLanes": 1, "CfgLanes": 2},
+    {"C": 3, "K": 4, "M": 8, "OutLanes": 4, "ThrFmt": 1, "LutFmt": 1, "CfgLanes": 2,
+     "Banks": 1},
     {"C": 5, "K": 256, "M": 10, "OutLanes": 2, "LutFmt": 1},
-    {"C": 7, "K": 8, "M": 3, "OutLanes": 3, "ThrFmt": 1},
+    {"C": 7, "K": 8, "M": 3, "OutLanes": 3, "ThrFmt": 1, "CfgLanes": 1},
 ])
 def test_top_lints_clean_for_parameter_sets(params: dict[str, int]) -> None:
     res = _lint_top(params)
@@ -492,6 +493,9 @@ def test_top_lints_clean_for_parameter_sets(params: dict[str, int]) -> None:
     ({"C": 2, "M": 16, "OutLanes": 4}, "M > OutLanes * C"),
     ({"ThrFmt": 2}, "ThrFmt must be 0"),
     ({"LutFmt": 3}, "LutFmt must be 0"),
+    ({"K": 8}, "CfgLanes must be a power of two between 1 and K"),
+    ({"CfgLanes": 3}, "CfgLanes must be a power of two between 1 and K"),
+    ({"Banks": 3}, "Banks must be 1 or 2"),
 ])
 def test_bad_parameters_stop_elaboration_with_a_message(params: dict[str, int],
                                                          message: str) -> None:
