@@ -272,8 +272,9 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 
 @hw.command("gls")
 @common_options
-@click.option("--programs", type=int, default=2, show_default=True,
-              help="Random programs to run.")
+@click.option("--programs", type=int, default=3, show_default=True,
+              help="Random programs to run (in turn: one job, codebook passes x column "
+                   "tiles, fewer codebooks than the chip).")
 @click.option("--rows", type=int, default=6, show_default=True, help="Rows per program.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random programs (>= 0).")

@@ -155,11 +155,16 @@ def test_report_of_an_empty_folder_is_an_error(tmp_path: Path) -> None:
 def test_gate_level_netlist_matches_golden_and_rtl_cycles(synth_dir: Path,
                                                           synth: SynthResult) -> None:
     result = CliRunner().invoke(main, ["hw", "gls", *TINY_ARGS, "--run-dir", str(synth_dir),
-                                       "--programs", "1", "--rows", "5", "--json"])
+                                       "--programs", "3", "--rows", "5", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data == json.loads((synth_dir / "gls.json").read_text())
-    assert data["passed"] and len(data["cases"]) == 2
+    assert data["passed"] and len(data["cases"]) == 6
+    # the chip's size; three codebook passes x three column tiles, each job loading beside
+    # the previous one's rows; fewer codebooks than the chip
+    assert [(c["C"], c["M"]) for c in data["cases"][::2]] == [(2, 1), (5, 3), (1, 1)]
+    multi = data["cases"][2]["gate_cycles"]
+    assert multi["preload"] == 2 * 3 * 5 and multi["writes"] > 9
     stalls = [c for c in data["cases"] if c["mode"] == "stalls"][0]
     assert stalls["gate_cycles"] == stalls["rtl_cycles"] and stalls["gate_cycles"]["stall"] > 0
 

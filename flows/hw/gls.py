@@ -8,7 +8,9 @@ Verilator 5.048 simulates; the build passes ``-Wno-fatal`` so the models' style 
 not stop it) and driven by the same batch harness as the RTL (:func:`emulator.rtl.run_rtl`
 with ``sources=``).
 
-For each random program (:func:`emulator.vectors.random_program`) and activations
+For each random program (:func:`emulator.vectors.random_program`, shapes from
+:func:`layer_shape`: one job, several codebook passes and column tiles loading beside the
+streaming, fewer codebooks than the chip) and activations
 (:func:`emulator.vectors.random_activations`, with ties on thresholds) the check requires:
 
 * accumulators and outputs of the netlist bit-identical to the golden model, and
@@ -65,6 +67,10 @@ class GlsCase(JsonRecord):
     program: int
     mode: Literal["free", "stalls"]
     rows: int
+    # the program's codebooks and columns: a layer of the chip's size, one of several
+    # codebook passes x column tiles (loaded beside the streaming), one with fewer codebooks
+    C: int
+    M: int
     ok: bool
     gate_cycles: CycleReport | None
     rtl_cycles: CycleReport | None
@@ -106,9 +112,18 @@ def first_difference(got: np.ndarray, want: np.ndarray) -> int | None:
     return int(rows[0]) if rows.size else None
 
 
+def layer_shape(params: RtlParams, i: int) -> tuple[int, int]:
+    """(C, M) of the gate-level check's program ``i``: in turn the chip's own size, 2.5 times
+    its codebooks (three passes, the partial sums through the preload port) over two and a
+    bit column tiles (each job loading into the shadow bank while the previous one streams),
+    and one codebook fewer than the chip (the CNUM register)."""
+    C, M = params.C, params.M
+    return [(C, M), (C * 2 + max(1, C // 2), 2 * M + 1), (max(1, C - 1), M)][i % 3]
+
+
 def gate_level_check(params: RtlParams, run_dir: Path, *,
                      sources: Sequence[str | os.PathLike[str]] | None = None,
-                     programs: int = 2, rows: int = 6, seed: int = 0,
+                     programs: int = 3, rows: int = 6, seed: int = 0,
                      stalls: float = 0.25, period_ns: float = 10.0) -> GlsResult:
     """Synthesize (reusing a finished synthesis in ``run_dir``), then compare the netlist
     against golden (values) and the RTL (cycles). Writes ``gls.json``
@@ -124,7 +139,6 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
     cells = tools.find_osu018("cells")
     gate_sources = [Path(synth.netlist), cells]
     rng = np.random.default_rng(seed)
-    D = max(params.C, 2 * params.C)
     cases: list[GlsCase] = []
     passed = True
     first_failure = ""
@@ -132,8 +146,9 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
     modes: tuple[tuple[Literal["free", "stalls"], float | None], ...] = (
         ("free", None), ("stalls", stalls if stalls > 0 else None))
     for i in range(programs):
-        program = random_program(rng, params.C, params.K, params.M, D,
-                                 params.threshold_format, params.lut_format)
+        C, M = layer_shape(params, i)
+        program = random_program(rng, C, params.K, M, 2 * C + 1, params.threshold_format,
+                                 params.lut_format)
         A = random_activations(rng, program, rows)
         want = golden.run(program, A)
         for mode, stall in modes:
@@ -151,7 +166,8 @@ def gate_level_check(params: RtlParams, run_dir: Path, *,
             rtl_row = first_difference(rtl.acc, want.acc)
             same_cycles = gate.cycles == rtl.cycles
             ok = row_acc is None and row_y is None and same_cycles
-            case = GlsCase(program=i, mode=mode, rows=rows, ok=ok, gate_cycles=gate.cycles,
+            case = GlsCase(program=i, mode=mode, rows=rows, C=C, M=M, ok=ok,
+                           gate_cycles=gate.cycles,
                            rtl_cycles=rtl.cycles,
                            first_bad_row=row_acc if row_acc is not None else row_y,
                            rtl_matches_golden=rtl_row is None)
