@@ -189,7 +189,8 @@ class ConfigWrites:
         return cls(np.zeros(0, np.uint32), np.zeros((0, lanes), np.uint16))
 
 
-def _ctrl(amap: AddressMap, reg: str, value: int) -> ConfigWrites:
+def ctrl_write(amap: AddressMap, reg: str, value: int) -> ConfigWrites:
+    """One write of ``value`` (lane 0) to control register ``reg`` (:data:`CTRL_REG`)."""
     data = np.zeros((1, amap.lanes), np.uint16)
     data[0, 0] = value
     return ConfigWrites(np.array([amap.ctrl_addr(reg)], np.uint32), data)
@@ -198,7 +199,7 @@ def _ctrl(amap: AddressMap, reg: str, value: int) -> ConfigWrites:
 def swap_write(amap: AddressMap) -> ConfigWrites:
     """The SWAP command: the loaded (shadow) bank becomes active; the next beat is
     codebook 0 of a row of that job."""
-    return _ctrl(amap, "swap", 0)
+    return ctrl_write(amap, "swap", 0)
 
 
 def job_writes(program: HardwareProgram, amap: AddressMap, codebooks: tuple[int, int],
@@ -224,17 +225,17 @@ def job_writes(program: HardwareProgram, amap: AddressMap, codebooks: tuple[int,
     for level in range(amap.L):
         per_word, n_q = amap.level_words(level)
         base = 2**level - 1
-        c, q = np.meshgrid(np.arange(n_c), np.arange(n_q), indexing="ij")
+        tc, tq = np.meshgrid(np.arange(n_c), np.arange(n_q), indexing="ij")
         data = np.zeros((n_c * n_q, amap.lanes), np.uint16)
         data[:, :per_word] = thr[:, base:base + 2**level].reshape(n_c * n_q, per_word)
-        out += ConfigWrites(amap.threshold_addr(level, c.ravel(), q.ravel()).astype(np.uint32),
-                            data)
+        addr = amap.threshold_addr(level, tc.ravel(), tq.ravel()).astype(np.uint32)
+        out += ConfigWrites(addr, data)
     m, c, q = np.meshgrid(np.arange(hi - lo), np.arange(n_c), np.arange(amap.words),
                           indexing="ij")
     lut = to_cfg_data(program.lut[lo:hi, c0:c1])  # (cols, n_c, K)
     out += ConfigWrites(amap.lut_addr(m.ravel(), c.ravel(), q.ravel()).astype(np.uint32),
                         lut.reshape(-1, amap.lanes))
-    return out + _ctrl(amap, "cnum", n_c) + _ctrl(amap, "preload", int(preload))
+    return out + ctrl_write(amap, "cnum", n_c) + ctrl_write(amap, "preload", int(preload))
 
 
 def single_job_writes(program: HardwareProgram, amap: AddressMap) -> ConfigWrites:

@@ -29,8 +29,9 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``-p``, ``--run-dir``, ``--rtl`` and ``--json`` on a command."""
 
     @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-                  help="RTL parameter (C, K, M, threshold_format, lut_format, out_lanes); "
-                       "repeatable. Default: C=32 K=16 M=16 fp16 int8.")
+                  help="RTL parameter (C, K, M, threshold_format, lut_format, out_lanes, "
+                       "cfg_lanes, banks); repeatable. Default: C=32 K=16 M=16 fp16 int8, "
+                       "16 entries per configuration write, 2 banks.")
     @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Folder for logs and reports (default runs/<command>-<params tag>).")
     @click.option("--rtl", "rtl", multiple=True, type=click.Path(path_type=Path),

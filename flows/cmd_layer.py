@@ -49,7 +49,8 @@ def _layer_options(f: Any) -> Any:
         click.option("--row-tile", type=_POSITIVE, default=None,
                      help="Rows per tile (default 4096)."),
         click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-                     help="rtl: accelerator parameter, e.g. -p M=16 (repeatable)."),
+                     help="rtl: chip parameter over the default chip with the program's K and "
+                          "formats, e.g. -p M=16 -p banks=1 (repeatable)."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]
     for o in reversed(opts):
@@ -138,8 +139,8 @@ def _run(layer: Any, X: np.ndarray, geom: Any, backend: str, **kw: Any) -> Any:
 def _cycles_line(c: Any) -> str:
     if c is None:
         return "-"
-    return (f"config {c.config} + stream {c.stream} + stall {c.stall} + drain {c.drain} "
-            f"= {c.total}")
+    return (f"config {c.config} + stream {c.stream} + stall {c.stall} "
+            f"+ drain {c.drain} = {c.total} ({c.writes} writes, {c.preload} preload beats)")
 
 
 def register(group: click.Group) -> None:

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from emulator.backends import PROGRAM_BACKENDS, make_backend
+from emulator.cycles import CycleReport
 from emulator.params import RtlParams, parse_assignments
 from emulator.runner import RunResult
 from flows.clibase import emit_json
@@ -38,16 +39,18 @@ def load_program(path: Path) -> tuple[HardwareProgram, str]:
 
 
 def cycle_table(result: RunResult) -> str:
-    """Human-readable cycle report: one line per tile and the total."""
-    head = f"{'tile':>6} {'config':>10} {'stream':>10} {'stall':>10} {'drain':>8} {'total':>10}"
-    lines = [head]
-    for i, t in enumerate(result.tiles):
-        lines.append(f"{i:>6} {t.config:>10} {t.stream:>10} {t.stall:>10} {t.drain:>8} "
-                     f"{t.total:>10}")
-    c = result.cycles
-    if c is not None:
-        lines.append(f"{'total':>6} {c.config:>10} {c.stream:>10} {c.stall:>10} {c.drain:>8} "
-                     f"{c.total:>10}")
+    """Human-readable cycle report: one line per column tile and the total (the cycles, then
+    the configuration writes and preload beats beside them)."""
+    head = (f"{'tile':>6} {'config':>10} {'stream':>10} {'stall':>10} {'drain':>8} "
+            f"{'total':>10} {'writes':>8} {'preload':>8}")
+
+    def line(name: str, t: CycleReport) -> str:
+        return (f"{name:>6} {t.config:>10} {t.stream:>10} {t.stall:>10} {t.drain:>8} "
+                f"{t.total:>10} {t.writes:>8} {t.preload:>8}")
+
+    lines = [head, *(line(str(i), t) for i, t in enumerate(result.tiles))]
+    if result.cycles is not None:
+        lines.append(line("total", result.cycles))
     return "\n".join(lines)
 
 
@@ -64,7 +67,8 @@ def register(group: click.Group) -> None:
     @click.option("--driver", type=click.Choice(["batch", "cycle"]), default=None,
                   help="rtl: batch harness (fast, default) or cycle-level pyverilator driver.")
     @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-                  help="rtl: RTL parameter over the program's own (e.g. M=16, out_lanes=4).")
+                  help="rtl: chip parameter over the default chip with the program's K and "
+                       "formats (e.g. C=16, M=8, out_lanes=4, cfg_lanes=4, banks=1).")
     @click.option("--vcd", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="rtl: write a waveform of the whole run (.vcd, or .fst).")
     @click.option("--bubbles", type=float, default=None,

@@ -164,11 +164,14 @@ module halut_accel #(
   logic [CW-1:0] clast_q [Banks];
   logic          pre_q   [Banks];
   logic [CW:0]   cfg_cnum;
+  logic          cfg_cnum_ok;  // lane 0 holds 1..C
 
   assign wbank    = (Banks == 2) ? !active_q : 1'b0;
   assign swap     = cfg_ctl && (cfg_reg == halut_pkg::CtrlSwap);
   assign active_d = (Banks == 2 && swap) ? !active_q : active_q;
   assign cfg_cnum = cfg_data_i[CW:0];
+  assign cfg_cnum_ok = (cfg_data_i[DataW-1:0] != '0) &&
+                       (cfg_data_i[DataW-1:0] <= DataW'(C));
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
@@ -185,7 +188,7 @@ module halut_accel #(
 
     // CNUM takes 1..C (a value outside is ignored); PRELOAD takes bit 0
     assign clast_en = cfg_ctl && (cfg_reg == halut_pkg::CtrlCnum) && (32'(wbank) == b) &&
-                      (cfg_cnum != '0) && (cfg_cnum <= (CW+1)'(C));
+                      cfg_cnum_ok;
     assign clast_d  = CW'(cfg_cnum - 1'b1);
     assign pre_en   = cfg_ctl && (cfg_reg == halut_pkg::CtrlPreload) &&
                       (32'(wbank) == b);

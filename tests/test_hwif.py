@@ -11,7 +11,9 @@ from emulator.driver import CycleSim
 from emulator.hwif import (
     ACC_W,
     CFG_DATA_W,
+    CFG_KIND,
     CLOCK,
+    CTRL_REG,
     DATA_INPUTS,
     DATA_OUTPUTS,
     FEATURE_BITS,
@@ -19,8 +21,6 @@ from emulator.hwif import (
     PKG_PATH,
     RESET,
     THRESHOLD_FORMAT_CODE,
-    CFG_KIND,
-    CTRL_REG,
     AddressMap,
     job_writes,
     ports,

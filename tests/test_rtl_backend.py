@@ -15,7 +15,7 @@ import pytest
 from emulator import golden
 from emulator.build import build_harness
 from emulator.harness import BatchSim, Handshake, rng_state
-from emulator.hwif import single_job_writes
+from emulator.hwif import ctrl_write, job_writes, single_job_writes, swap_write
 from emulator.layers import LayerModel, run_rows
 from emulator.params import RtlParams
 from emulator.rtl import in_words, job_shapes, model_layer_cycles, pack_beats, run_rtl
@@ -177,6 +177,26 @@ def test_backpressure_and_bubbles_never_drop_duplicate_or_reorder(name: str) -> 
     _, counts, cycles = _stream_raw(params, program, A, valid, ready, seed=11)
     assert counts.cycles == cycles == counts.stream + counts.stall + counts.drain
     assert counts.stall > 0
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_codebook_counts_outside_one_to_c_are_ignored(name: str) -> None:
+    """CNUM takes 1..C only: 0, C+1 and a value whose low bits alone would be valid leave the
+    count as it was, so the rows still stream as C codebooks (bit-exact, one result each)."""
+    program, params = program_for(name, seed=11)
+    amap = params.address_map
+    A = random_activations(np.random.default_rng(12), program, 7)
+    writes = job_writes(program, amap, (0, params.C), (0, params.M), preload=False)
+    for bad in (0, params.C + 1, 0x8000 | 1):
+        writes += ctrl_write(amap, "cnum", bad)
+    with BatchSim(build_harness(params).path) as sim:
+        sim.reset()
+        sim.config(writes + swap_write(amap))
+        beats = pack_beats(golden.gather_features(program, A), params)
+        out, counts = sim.stream(beats, A.shape[0] * params.out_beats, params.out_lanes)
+    acc = out.reshape(A.shape[0], params.M)[:, :params.M].view(np.int32)
+    np.testing.assert_array_equal(acc, golden.run(program, A).acc[:, :params.M])
+    assert counts.stream == A.shape[0] * params.C
 
 
 @pytest.mark.parametrize("name", [config_param("C16K2M16_fp16_int8_lanes4")])
