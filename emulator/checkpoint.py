@@ -29,7 +29,7 @@ from learning.errors import HalutError
 from learning.program import HardwareProgram
 
 TILE_FORMAT = "halut-tile"
-TILE_VERSION = 2
+TILE_VERSION = 3  # 3: cycle reports of the job stream (config = exposed, writes, preload)
 
 
 def _update_array(h: Any, name: str, a: np.ndarray) -> None:
