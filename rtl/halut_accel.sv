@@ -366,6 +366,7 @@ module halut_accel #(
   logic                a_first_q;  // row (from zero or the preload; to the output buffer),
   logic                a_last_q;   // preload flag, and the M LUT values
   logic                a_pre_q;
+  logic                a_zero_q;   // the row starts from zero here (first, no preload)
   logic [LutW-1:0]     a_val_q [M];
   logic [AccW-1:0]     acc_q   [M];
   logic [AccW-1:0]     obuf_q  [M];
@@ -388,11 +389,13 @@ module halut_accel #(
       a_first_q <= 1'b0;
       a_last_q  <= 1'b0;
       a_pre_q   <= 1'b0;
+      a_zero_q  <= 1'b0;
     end else if (adv) begin
       a_v_q     <= lut_v;
       a_first_q <= p_first_q[L-1];
       a_last_q  <= p_last_q[L-1];
       a_pre_q   <= p_pre_q[L-1];
+      a_zero_q  <= p_first_q[L-1] && !p_pre_q[L-1];
     end
   end
 
@@ -488,8 +491,8 @@ module halut_accel #(
     end
 
     // a row starts from zero (+0.0 for fp32) at its first codebook, or from the preload the
-    // accumulator took before
-    assign base = (a_first_q && !a_pre_q) ? '0 : acc_q[m];
+    // accumulator took before (a_zero_q: decoded a stage early, one flag before the adder)
+    assign base = a_zero_q ? '0 : acc_q[m];
 
     if (LutFmt == halut_pkg::LutFmtFp16) begin : g_fp
       logic [halut_pkg::Fp32W-1:0] val32;
