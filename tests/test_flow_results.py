@@ -54,7 +54,7 @@ SWEEP_COLUMNS = ["area", "cells", "flip_flops", "fmax_mhz", "wns_ns", "power_w",
                  "die_area_um2", "wirelength_um", "vesta_fmax_mhz", "seconds"]
 GLS_KEYS = ["params", "passed", "first_failure", "cases", "programs", "rows", "seed",
             "netlist", "cells", "cell_models", "seconds", "run_dir"]
-GLS_CASE_KEYS = ["program", "mode", "rows", "ok", "gate_cycles", "rtl_cycles",
+GLS_CASE_KEYS = ["program", "mode", "rows", "C", "M", "ok", "gate_cycles", "rtl_cycles",
                  "first_bad_row", "rtl_matches_golden"]
 
 
@@ -293,7 +293,7 @@ def test_a_sweep_point_writes_the_qflow_figures_only_with_pnr() -> None:
 
 def test_gls_result_keeps_its_json_shape(tmp_path: Path) -> None:
     cycles = CycleReport(config=3, stream=4, stall=1, drain=2)
-    case = GlsCase(program=0, mode="stalls", rows=5, ok=True, gate_cycles=cycles,
+    case = GlsCase(program=0, mode="stalls", rows=5, C=5, M=3, ok=True, gate_cycles=cycles,
                    rtl_cycles=cycles, first_bad_row=None, rtl_matches_golden=True)
     res = GlsResult(params=params_dict(TINY), passed=True, first_failure="", cases=[case],
                     programs=1, rows=5, seed=0, netlist="netlist.v", cells=10,
