@@ -152,19 +152,21 @@ def _why_not(bn_node: fx.Node, gm: fx.GraphModule, calls: Counter[str], shared: 
 
 def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
     """Fold ``bn``'s eval-mode affine map into ``layer``'s weight and bias, in place."""
-    weight = layer.weight
+    weight, old_bias = layer.weight, layer.bias
+    mean, var = bn.running_mean, bn.running_var
+    gamma, beta = bn.weight, bn.bias
     assert isinstance(weight, torch.Tensor)
+    assert isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor)
+    assert isinstance(bn.eps, float)
     with torch.no_grad():
-        var = bn.running_var.double()  # type: ignore[union-attr]
-        mean = bn.running_mean.double()  # type: ignore[union-attr]
-        scale = torch.rsqrt(var + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        bias = (layer.bias.double() if isinstance(layer.bias, torch.Tensor)
-                else torch.zeros_like(mean))
-        bias = (bias - mean) * scale
-        if bn.bias is not None:
-            bias = bias + bn.bias.double()
+        scale = torch.rsqrt(var.double() + bn.eps)
+        if isinstance(gamma, torch.Tensor):
+            scale = scale * gamma.double()
+        bias = old_bias.double() if isinstance(old_bias, torch.Tensor) \
+            else torch.zeros_like(scale)
+        bias = (bias - mean.double()) * scale
+        if isinstance(beta, torch.Tensor):
+            bias = bias + beta.double()
         shape = (-1,) + (1,) * (weight.dim() - 1)
         new_w = (weight.double() * scale.reshape(shape)).to(weight.dtype)
         layer.weight = nn.Parameter(new_w, requires_grad=weight.requires_grad)

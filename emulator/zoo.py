@@ -365,7 +365,7 @@ def _import_file(path: Path, spec: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         mspec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
         raise HalutError(f"model {spec}: {path} does not import ({one_line(exc)})") from None
     return module
@@ -377,7 +377,7 @@ def _import_module(name: str, spec: str) -> ModuleType:
                          "package.module:factory or path/to/file.py:factory)")
     try:
         return importlib.import_module(name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise HalutError(f"model {spec}: module {name} does not import "
                          f"({one_line(exc)})") from None
 
@@ -404,7 +404,7 @@ def _resolve_factory(spec: str) -> Callable[..., Any]:
     if not callable(obj):
         raise HalutError(f"model {spec}: {attr} is a {type(obj).__name__}, not a callable "
                          "returning an nn.Module")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def load_model(spec: str, **kwargs: Any) -> nn.Module:
@@ -434,7 +434,7 @@ def load_model(spec: str, **kwargs: Any) -> nn.Module:
         model = factory(**kwargs)
     except HalutError as exc:
         raise HalutError(f"model {spec}: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise HalutError(f"model {spec}: the factory raised {one_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise HalutError(f"model {spec}: the factory returned a {type(model).__name__}, "

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from learning.atomic import atomic_write_with
+from learning.atomic import atomic_write_bytes
 from learning.errors import HalutError
 from learning.model import HalutModel
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS, HardwareProgram, log2_exact
@@ -89,9 +90,8 @@ def _arrays_of(model: HalutModel, program: HardwareProgram | None) -> dict[str, 
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
-def write_archive(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
-                  header: dict[str, Any]) -> None:
-    """Write ``arrays`` plus ``header`` (with array table and checksum added) atomically."""
+def archive_bytes(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> bytes:
+    """The npz archive of ``arrays`` plus ``header`` (with array table and checksum added)."""
     header = dict(header)
     header["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape)}
                         for k, v in sorted(arrays.items())}
@@ -99,11 +99,15 @@ def write_archive(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     text = json.dumps(jsonable(header), sort_keys=True)
     payload = dict(arrays)
     payload["header"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)  # type: ignore[arg-type]
+    return buf.getvalue()
 
-    def writer(fh: IO[bytes]) -> None:
-        np.savez(fh, **payload)  # type: ignore[arg-type]
 
-    atomic_write_with(path, writer, "wb")
+def write_archive(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
+                  header: dict[str, Any]) -> None:
+    """Write ``arrays`` plus ``header`` (with array table and checksum added) atomically."""
+    atomic_write_bytes(path, archive_bytes(arrays, header))
 
 
 def save_model(path: str | os.PathLike[str], model: HalutModel,
@@ -112,6 +116,13 @@ def save_model(path: str | os.PathLike[str], model: HalutModel,
 
     An interrupted write leaves any previous file at ``path`` intact.
     """
+    atomic_write_bytes(path, model_bytes(model, program))
+    return Path(path)
+
+
+def model_bytes(model: HalutModel, program: HardwareProgram | None = None) -> bytes:
+    """The bytes of the ``.halut`` file of ``model`` (and ``program``): what
+    :func:`save_model` writes (a network bundle holds one per layer)."""
     if not isinstance(model, HalutModel):
         raise HalutError(f"save_model needs a HalutModel, got {type(model).__name__}")
     if program is not None:
@@ -131,8 +142,7 @@ def save_model(path: str | os.PathLike[str], model: HalutModel,
         "stats": model.stats,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_archive(path, _arrays_of(model, program), header)
-    return Path(path)
+    return archive_bytes(_arrays_of(model, program), header)
 
 
 def _expected(h: dict[str, Any], R: int | None) -> dict[str, tuple[tuple[int, ...], set[str]]]:
@@ -250,18 +260,25 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
     where = f"model file {str(p)!r}"
     if not p.is_file():
         raise HalutError(f"{where} does not exist")
-    with open(p, "rb") as fh:
-        magic = fh.read(4)
-    if magic[:2] != b"PK":
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise HalutError(f"{where} cannot be read ({exc.strerror})") from None
+    return load_model_bytes(data, where)
+
+
+def load_model_bytes(data: bytes, where: str) -> SavedModel:
+    """:func:`load_model` on the bytes of a ``.halut`` file; ``where`` names it in errors."""
+    if data[:2] != b"PK":
         raise HalutError(f"{where} is not a halut model file (not an npz/zip archive)")
     try:
-        with zipfile.ZipFile(p) as zf:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise HalutError(f"{where} is truncated or its archive directory is damaged "
                          f"({exc})") from None
     try:
-        npz = np.load(p, allow_pickle=False)
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # numpy raises many kinds here
         raise HalutError(f"{where} cannot be opened ({exc})") from None
     with npz:

@@ -1,0 +1,269 @@
+"""The network bundle (``.halutnet``): every replaced layer of one network, in one file, no
+pickle.
+
+A zip archive (written by numpy's ``savez``) with:
+
+* ``header``: uint8 array holding UTF-8 JSON: ``format`` ``"halut-net"``, ``format_version``
+  1, ``source`` (sha256 of the source model's parameters, :func:`source_checksum`),
+  ``config`` (the learning configuration, free-form JSON), ``layers`` (in network order:
+  ``name``, ``kind``, ``geometry`` (free-form JSON), ``units``: the number of MADDNESS
+  problems of the layer, one per group of a grouped convolution), ``created`` and
+  ``checksum``;
+* ``unit_<i>``: uint8 arrays, each the bytes of one ``.halut`` model file
+  (:mod:`learning.modelfile`, the float model and its program), units in layer order.
+
+The checksum is sha256 over the header without its ``checksum`` field (canonical JSON) and
+every unit's bytes, so nothing that affects results can change unnoticed; each unit is then
+validated as a model file of its own. The archive must be exactly what the writer wrote: no
+bytes before or after it (a second archive appended is refused). Every problem is one
+``HalutError`` line naming the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import struct
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learning.atomic import atomic_write_bytes
+from learning.errors import HalutError
+from learning.model import HalutModel
+from learning.modelfile import SavedModel, jsonable, load_model_bytes, model_bytes
+from learning.program import HardwareProgram
+
+FORMAT_NAME = "halut-net"
+FORMAT_VERSION = 1
+SUFFIX = ".halutnet"
+LAYER_KINDS = ("linear", "conv1d", "conv2d")
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record
+_MAX_HEADER = 16 << 20  # bytes of JSON a bundle header may hold
+_MAX_DEPTH = 32  # nesting of the header's JSON
+
+
+@dataclass(frozen=True)
+class BundleLayer:
+    """One replaced layer: its qualified name in the network, kind (``linear``, ``conv1d``,
+    ``conv2d``), geometry (JSON) and one (model, program) unit per group."""
+
+    name: str
+    kind: str
+    units: tuple[SavedModel, ...]
+    geometry: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise HalutError(f"a bundle layer needs a name, got {self.name!r}")
+        if self.kind not in LAYER_KINDS:
+            raise HalutError(f"layer {self.name!r}: kind must be one of {LAYER_KINDS}, "
+                             f"got {self.kind!r}")
+        if not self.units:
+            raise HalutError(f"layer {self.name!r} has no units")
+        for u in self.units:
+            if not isinstance(u.model, HalutModel) or not isinstance(u.program, HardwareProgram):
+                raise HalutError(f"layer {self.name!r}: every unit needs a HalutModel and its "
+                                 "HardwareProgram")
+
+
+@dataclass(frozen=True)
+class NetworkBundle:
+    """What :func:`load_bundle` returns (and :func:`save_bundle` writes)."""
+
+    layers: tuple[BundleLayer, ...]
+    source: str
+    config: dict[str, Any] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
+
+    def layer(self, name: str) -> BundleLayer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise HalutError(f"the bundle has no layer {name!r}; it has "
+                         f"{', '.join(layer.name for layer in self.layers)}")
+
+
+def source_checksum(params: Mapping[str, np.ndarray]) -> str:
+    """sha256 over a model's parameters (name, dtype, shape, bytes, in name order): what a
+    bundle records of the network it was learned from (pass ``state_dict`` as numpy)."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        a = np.ascontiguousarray(params[name])
+        h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _digest(header: dict[str, Any], units: Sequence[bytes]) -> str:
+    h = hashlib.sha256()
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    h.update(json.dumps(body, sort_keys=True).encode("utf-8"))
+    for u in units:
+        h.update(len(u).to_bytes(8, "little"))
+        h.update(u)
+    return h.hexdigest()
+
+
+def bundle_bytes(bundle: NetworkBundle) -> bytes:
+    """The bytes of the ``.halutnet`` file of ``bundle``."""
+    if not isinstance(bundle, NetworkBundle):
+        raise HalutError(f"save_bundle needs a NetworkBundle, got {type(bundle).__name__}")
+    if not bundle.layers:
+        raise HalutError("a network bundle needs at least one layer")
+    names = [layer.name for layer in bundle.layers]
+    if len(set(names)) != len(names):
+        raise HalutError(f"layer names repeat in the bundle: {names}")
+    units = [model_bytes(u.model, u.program) for layer in bundle.layers for u in layer.units]
+    header: dict[str, Any] = jsonable({
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "source": str(bundle.source),
+        "config": bundle.config,
+        "layers": [{"name": layer.name, "kind": layer.kind, "geometry": layer.geometry,
+                    "units": len(layer.units)} for layer in bundle.layers],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    header["checksum"] = _digest(header, units)
+    payload = {f"unit_{i}": np.frombuffer(u, dtype=np.uint8) for i, u in enumerate(units)}
+    payload["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"),
+                                      dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def save_bundle(path: str | os.PathLike[str], bundle: NetworkBundle) -> Path:
+    """Write ``bundle`` to ``path`` atomically (an interrupted write leaves any previous file
+    intact)."""
+    atomic_write_bytes(path, bundle_bytes(bundle))
+    return Path(path)
+
+
+def _check_container(data: bytes, where: str) -> None:
+    """The bytes are one zip archive and nothing else: a local file header first, the end
+    record last (no comment), the central directory right before it."""
+    if data[:4] != b"PK\x03\x04":
+        raise HalutError(f"{where} is not a halut network bundle (not a zip archive, or "
+                         "bytes before it)")
+    if len(data) < 22 or data[-22:-18] != _EOCD:
+        raise HalutError(f"{where} is truncated, or has bytes after its archive")
+    size, offset = struct.unpack("<II", data[-10:-2])
+    if offset + size != len(data) - 22:
+        raise HalutError(f"{where}: its archive directory is damaged, or a second archive "
+                         "is joined to it")
+
+
+def _depth(x: Any, level: int = 0) -> int:
+    if level > _MAX_DEPTH:
+        return level
+    if isinstance(x, dict):
+        return max([level, *(_depth(v, level + 1) for v in x.values())])
+    if isinstance(x, list):
+        return max([level, *(_depth(v, level + 1) for v in x)])
+    return level
+
+
+def _check_header(h: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(h, dict) or h.get("format") != FORMAT_NAME:
+        fmt = h.get("format") if isinstance(h, dict) else None
+        raise HalutError(f"{where} is not a halut network bundle (format {str(fmt)[:40]!r})")
+    v = h.get("format_version")
+    if type(v) is not int or v != FORMAT_VERSION:
+        raise HalutError(f"{where} has bundle format version {str(v)[:20]}, but this halut "
+                         f"reads version {FORMAT_VERSION}")
+    for key, kind in (("source", str), ("checksum", str), ("config", dict), ("layers", list)):
+        if not isinstance(h.get(key), kind):
+            raise HalutError(f"{where}: the header's {key!r} is missing or not a "
+                             f"{kind.__name__}")
+    layers = h["layers"]
+    if not layers:
+        raise HalutError(f"{where}: the bundle lists no layers")
+    seen = set()
+    for i, layer in enumerate(layers):
+        ok = (isinstance(layer, dict) and isinstance(layer.get("name"), str)
+              and layer.get("kind") in LAYER_KINDS and isinstance(layer.get("geometry"), dict)
+              and type(layer.get("units")) is int and 1 <= layer["units"] <= 1 << 16)
+        if not ok:
+            raise HalutError(f"{where}: layer entry {i} of the header is malformed")
+        if layer["name"] in seen:
+            raise HalutError(f"{where}: layer {layer['name'][:80]!r} is listed twice")
+        seen.add(layer["name"])
+    return layers
+
+
+def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> NetworkBundle:
+    """Load and fully validate a ``.halutnet`` file; ``source``: the checksum of the model it
+    must belong to (:func:`source_checksum`), checked when given. Every problem is one
+    HalutError line naming the file."""
+    p = Path(path)
+    where = f"network bundle {str(p)!r}"
+    if not p.is_file():
+        raise HalutError(f"{where} does not exist")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise HalutError(f"{where} cannot be read ({exc.strerror})") from None
+    _check_container(data, where)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()
+            if "header.npy" not in names:
+                raise HalutError(f"{where} is not a halut network bundle (no header)")
+            if zf.getinfo("header.npy").file_size > _MAX_HEADER:
+                raise HalutError(f"{where}: the header is implausibly large")
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        with npz:
+            raw = npz["header"]
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                raise HalutError(f"{where}: the header is not a byte array")
+            header = json.loads(raw.tobytes().decode("utf-8"))
+            if _depth(header) > _MAX_DEPTH:
+                raise HalutError(f"{where}: the header is nested too deeply")
+            layers = _check_header(header, where)
+            n_units = sum(layer["units"] for layer in layers)
+            want = {"header", *(f"unit_{i}" for i in range(n_units))}
+            if set(npz.files) != want:
+                missing = sorted(want - set(npz.files))
+                extra = sorted(set(npz.files) - want)
+                raise HalutError(f"{where}: the archive's members do not match its header "
+                                 f"(missing {missing[:5]}, unexpected {extra[:5]})")
+            units: list[bytes] = []
+            for i in range(n_units):
+                arr = npz[f"unit_{i}"]
+                if arr.dtype != np.uint8 or arr.ndim != 1:
+                    raise HalutError(f"{where}: unit {i} is not a byte array")
+                units.append(arr.tobytes())
+    except HalutError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise HalutError(f"{where}: the header is not valid JSON ({type(exc).__name__})"
+                         ) from None
+    except Exception as exc:  # zip CRC errors, short reads, npy header damage, MemoryError
+        raise HalutError(f"{where} is corrupt ({type(exc).__name__}: {str(exc)[:120]})"
+                         ) from None
+    if _digest(header, units) != header["checksum"]:
+        raise HalutError(f"{where} is corrupt: checksum mismatch (changed after writing)")
+    if source is not None and header["source"] != source:
+        raise HalutError(f"{where} was learned from another model (its source checksum "
+                         f"{header['source'][:12]}... is not this model's {source[:12]}...)")
+    out: list[BundleLayer] = []
+    k = 0
+    for layer in layers:
+        saved = []
+        for g in range(layer["units"]):
+            unit = load_model_bytes(units[k], f"{where}, layer {layer['name'][:80]!r} unit {g}")
+            if unit.program is None:
+                raise HalutError(f"{where}: layer {layer['name'][:80]!r} unit {g} holds no "
+                                 "hardware program")
+            saved.append(unit)
+            k += 1
+        out.append(BundleLayer(name=layer["name"], kind=layer["kind"], units=tuple(saved),
+                               geometry=layer["geometry"]))
+    return NetworkBundle(layers=tuple(out), source=header["source"], config=header["config"],
+                         header=header)
