@@ -22,18 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from learning.errors import HalutError
+from learning.errors import HalutError, one_line
 
 #: CIFAR-10 class names, in label order (batches.meta's label_names)
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                                     "frog", "horse", "ship", "truck")
 #: extensions an image folder's files may have (case-insensitive)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _sample_index(shape: tuple[int, ...], flat: int) -> str:
@@ -133,9 +128,9 @@ def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise HalutError(f"{p} holds Python objects (a pickled array), not numbers: save "
                              "a numeric array") from None
-        raise HalutError(f"{p} is not a readable .npy file ({_one_line(exc)})") from None
+        raise HalutError(f"{p} is not a readable .npy file ({one_line(exc)})") from None
     except Exception as exc:
-        raise HalutError(f"{p} is not a readable .npy file ({_one_line(exc)})") from None
+        raise HalutError(f"{p} is not a readable .npy file ({one_line(exc)})") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         arr.close()
         raise HalutError(f"{p} is an .npz archive, not a single .npy array")
@@ -235,7 +230,7 @@ def load_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     except HalutError:
         raise
     except Exception as exc:
-        raise HalutError(f"{p} is not a CIFAR-10 python batch ({_one_line(exc)})") from None
+        raise HalutError(f"{p} is not a CIFAR-10 python batch ({one_line(exc)})") from None
     if not isinstance(batch, dict):
         raise HalutError(f"{p} is not a CIFAR-10 python batch (it holds a "
                          f"{type(batch).__name__}, not a dict)")
@@ -343,7 +338,7 @@ def load_image_folder(root: str | os.PathLike[str], size: int | tuple[int, int],
                     img = img.convert(mode).resize((hw[1], hw[0]), Image.BILINEAR)
                     arr = np.asarray(img, dtype=np.uint8)
             except Exception as exc:
-                raise HalutError(f"cannot read image {f} ({_one_line(exc)})") from None
+                raise HalutError(f"cannot read image {f} ({one_line(exc)})") from None
             images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
             labels.append(label)
     X = np.stack(images).astype(np.float32) / np.float32(255.0)

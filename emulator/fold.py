@@ -26,7 +26,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from learning.errors import HalutError
+from learning.errors import HalutError, one_line
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -67,11 +67,6 @@ class FoldReport:
         lines += [f"  folded {f.bn} into {f.into}" for f in self.folded]
         lines += [f"  kept   {k.bn}: {k.reason}" for k in self.kept]
         return "\n".join(lines)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _describe(node: object, gm: fx.GraphModule) -> str:
@@ -218,7 +213,7 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | Sequence[torc
         gm = fx.symbolic_trace(work, concrete_args=concrete_args)
     except Exception as exc:
         raise HalutError(f"cannot fold BatchNorm in {what}: torch.fx cannot trace it "
-                         f"({_one_line(exc)}); make forward traceable or fold by hand") from None
+                         f"({one_line(exc)}); make forward traceable or fold by hand") from None
     gm.eval()
     if example_input is not None:
         args = (example_input,) if isinstance(example_input, torch.Tensor) \
@@ -228,7 +223,7 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | Sequence[torc
                 ShapeProp(gm).propagate(*args)
         except Exception as exc:
             raise HalutError(f"cannot fold BatchNorm in {what}: the example input does not "
-                             f"run through it ({_one_line(exc)})") from None
+                             f"run through it ({one_line(exc)})") from None
     calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
     shared = _shared_parameters(gm)
     folded: list[FoldedBN] = []

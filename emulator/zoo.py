@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from learning.errors import HalutError
+from learning.errors import HalutError, one_line
 
 Size2 = int | tuple[int, int]
 
@@ -343,15 +343,6 @@ ZOO: Mapping[str, Callable[..., nn.Module]] = MappingProxyType({
 
 
 # ---- load_model ------------------------------------------------------------------------------
-
-def one_line(exc: BaseException) -> str:
-    """``ExcType: first line of the message`` (for errors that must fit on one line)."""
-    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
-    text = lines[0] if lines else ""
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
 
 def _import_file(path: Path, spec: str) -> ModuleType:
     if not path.is_file():

@@ -12,3 +12,13 @@ class HalutError(ValueError):
 
     The message is one line that names what is wrong and, where it helps, what to do.
     """
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``ExcType: first line of the message``, at most ``limit`` characters of it: a foreign
+    exception (an import, a parser, a user's factory) told in one line of a HalutError."""
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    text = lines[0] if lines else ""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
