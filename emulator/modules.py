@@ -1,9 +1,21 @@
-"""Drop-in torch modules for learned MADDNESS layers: :class:`HalutLinear`, :class:`HalutConv2d`.
+"""Drop-in torch modules for learned MADDNESS layers: :class:`HalutLinear`, :class:`HalutConv2d`,
+:class:`HalutConv1d`.
 
 They hold a quantized :class:`~learning.program.HardwareProgram` (and, when known, the float
 :class:`~learning.HalutModel` it came from) as buffers, so they print, ``state_dict`` and
-``load_state_dict`` like any ``nn.Module``. They are **inference only**: the forward pass runs
-outside autograd (no gradients flow through a halut layer).
+``load_state_dict`` like any ``nn.Module``. A convolution with ``groups = G`` holds G of them,
+one :class:`HalutConvGroup` per group (``module.group_layers``): each group is its own
+MADDNESS problem on its own input channels (D = Cin/G * kernel, M = Cout/G). They are
+**inference only**: the forward pass runs outside autograd (no gradients flow through a
+halut layer).
+
+``module.weight`` and ``module.bias`` are the float weights the layer was learned from, shaped
+like torch's (``(out, in)``; ``(Cout, Cin/G, *kernel)``), so torch code that reads them (for
+example ``nn.TransformerEncoderLayer``'s fast-path check) keeps working. They are
+:class:`HalutFloatWeight` tensors: a tensor subclass, which tells torch's fused fast paths
+(which would compute with these weights directly and skip the halut layer) to call the
+module instead. A module loaded from a program only has no float weights: its ``weight`` and
+``bias`` are then ``meta`` tensors (the shape, no values).
 
 ``module.backend`` names how a forward pass computes (:mod:`emulator.backends`): ``float``
 (the exact float weights; a convolution runs torch's own ``conv2d``), ``maddness``
@@ -18,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -26,9 +38,18 @@ import torch
 from torch import nn
 
 from emulator.backends import check_backend_name, make_backend
+from emulator.layers import merge_group_results
 from emulator.params import RtlParams
-from emulator.runner import LayerModel, RunResult, run_matrix
-from learning.conv import Conv2dGeometry, im2col, rows_to_nchw
+from emulator.runner import Backend, LayerModel, RunResult, run_matrix
+from learning.conv import (
+    Conv1dGeometry,
+    Conv2dGeometry,
+    ConvGeometry,
+    check_conv_input,
+    im2col,
+    output_spatial,
+    rows_to_channels_first,
+)
 from learning.errors import HalutError
 from learning.modelfile import jsonable
 from learning.program import HardwareProgram, log2_exact
@@ -65,8 +86,62 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-class _HalutLayer(nn.Module):
-    """Shared state of HalutLinear and HalutConv2d: program and float-model buffers."""
+class HalutFloatWeight(torch.Tensor):
+    """The float weights (or bias) of a halut layer, as ``module.weight`` / ``module.bias``.
+
+    A plain tensor subclass: torch's fused paths (``nn.TransformerEncoderLayer`` and
+    ``nn.TransformerEncoder`` in eval mode) see ``has_torch_function`` and call the module's
+    forward instead of computing with these float weights themselves.
+    """
+
+
+def _float_view(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    if t is None:  # no float model: the shape only
+        return torch.empty(shape, dtype=torch.float32, device="meta").as_subclass(
+            HalutFloatWeight)
+    return t.detach().as_subclass(HalutFloatWeight)
+
+
+class _HalutBackend(nn.Module):
+    """The backend a halut module computes on: ``backend``, ``backend_options``,
+    ``set_backend``, ``last_result``."""
+
+    def _init_backend(self, backend: str) -> None:
+        #: options of the backend (rtl: params, driver, ...), set before ``backend``
+        self.backend_options: dict[str, Any] = {}
+        self.backend = backend
+        #: what the last forward returned (the layer runner's RunResult: cycles, tiles)
+        self.last_result: RunResult | None = None
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        name = check_backend_name(name)
+        if name != getattr(self, "_backend", None):
+            self.backend_options = {}  # options belong to the backend they were given for
+        self._backend = name
+
+    def set_backend(self, name: str, **options: Any) -> Self:
+        """Choose the backend and its options (checked now); returns the module."""
+        make_backend(check_backend_name(name), **options)
+        self.backend = name
+        self.backend_options = dict(options)
+        return self
+
+    def _backend_for(self, program: HardwareProgram) -> Backend:
+        options = dict(self.backend_options)
+        if self.backend == "rtl" and options.get("params") is None:
+            # the modules' accelerator: the default chip with the program's K and formats
+            options["params"] = RtlParams.for_program(program)
+        return make_backend(self.backend, **options)
+
+
+class _HalutLayer(_HalutBackend):
+    """One MADDNESS problem's state (HalutLinear, one group of a convolution): program and
+    float-model buffers."""
 
     in_features: int
     out_features: int
@@ -97,30 +172,7 @@ class _HalutLayer(nn.Module):
         self._model_meta: dict[str, Any] | None = None
         self._program: HardwareProgram | None = None
         self._model: Any = None
-        #: options of the backend (rtl: params, driver, ...), set before ``backend``
-        self.backend_options: dict[str, Any] = {}
-        self.backend = backend
-        #: what the last forward returned (the layer runner's RunResult: cycles, tiles)
-        self.last_result: RunResult | None = None
-
-    # ---- backend attribute -----------------------------------------------------------------
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, name: str) -> None:
-        name = check_backend_name(name)
-        if name != getattr(self, "_backend", None):
-            self.backend_options = {}  # options belong to the backend they were given for
-        self._backend = name
-
-    def set_backend(self, name: str, **options: Any) -> Self:
-        """Choose the backend and its options (checked now); returns the module."""
-        make_backend(check_backend_name(name), **options)
-        self.backend = name
-        self.backend_options = dict(options)
-        return self
+        self._init_backend(backend)
 
     # ---- loading learned state -------------------------------------------------------------
     @classmethod
@@ -238,14 +290,12 @@ class _HalutLayer(nn.Module):
 
     def run_rows(self, A: np.ndarray) -> np.ndarray:
         """Run the selected backend on matrix rows ``A`` (N, D) float32 -> (N, M) float32."""
-        options = dict(self.backend_options)
-        if self.backend == "rtl" and options.get("params") is None:
-            # the modules' accelerator: the default chip with the program's K and formats
-            options["params"] = RtlParams.for_program(self.program)
-        backend = make_backend(self.backend, **options)
-        res = run_matrix(backend, self.layer_model(), A)
+        res = run_matrix(self._backend_for(self.program), self.layer_model(), A)
         self.last_result = res
         return res.y
+
+    def _buffer(self, name: str) -> torch.Tensor | None:
+        return self._buffers.get(_MODEL_PREFIX + name)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, C={self.C}, "
@@ -264,7 +314,9 @@ def _as_numpy_input(x: torch.Tensor) -> np.ndarray:
 class HalutLinear(_HalutLayer):
     """``nn.Linear`` replaced by a learned MADDNESS program (inference only, no gradients).
 
-    Input ``(..., in_features)``, output ``(..., out_features)`` in the input's dtype/device.
+    Input ``(..., in_features)`` of any rank (batch, tokens, features), output
+    ``(..., out_features)`` in the input's dtype/device. ``weight`` (out, in) and ``bias``
+    (out,) are the float weights (:class:`HalutFloatWeight`).
     """
 
     def __init__(self, in_features: int, out_features: int, *, C: int, K: int = 16,
@@ -277,6 +329,18 @@ class HalutLinear(_HalutLayer):
                      backend: str = "golden") -> HalutLinear:
         return cls._from_program(program, model, backend, program.D, program.M)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float weights (out_features, in_features), as ``nn.Linear.weight``."""
+        w = self._buffer("weights")
+        return _float_view(None if w is None else w.T, (self.out_features, self.in_features))
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The float bias (out_features,) (zeros where the source layer had none)."""
+        b = self._buffer("bias") if self._buffer("weights") is not None else None
+        return _float_view(b, (self.out_features,))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             a = _as_numpy_input(x)
@@ -288,52 +352,302 @@ class HalutLinear(_HalutLayer):
             return torch.from_numpy(y.reshape(*lead, self.out_features)).to(x.device, x.dtype)
 
 
-class HalutConv2d(_HalutLayer):
-    """``nn.Conv2d`` (groups = 1, zero padding) replaced by a learned MADDNESS program over
-    im2col patches (D = in_channels * kh * kw). Inference only, no gradients.
+class HalutConvGroup(_HalutLayer):
+    """One group of a halut convolution: the program and float model of the matrix product
+    of the group's im2col columns (``in_features`` = Cin/G * kernel) with its output channels
+    (``out_features`` = Cout/G). Storage only: the convolution runs it."""
 
-    Input ``(N, in_channels, H, W)``, output ``(N, out_channels, Hout, Wout)``.
-    """
+    def __init__(self, in_features: int, out_features: int, *, C: int, K: int = 16,
+                 threshold_format: str = "fp16", lut_format: str = "int8") -> None:
+        super().__init__(in_features, out_features, C, K, threshold_format, lut_format, "golden")
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 dilation: int | tuple[int, int] = 1, *, C: int, K: int = 16,
-                 threshold_format: str = "fp16", lut_format: str = "int8",
-                 backend: str = "golden") -> None:
-        geom = Conv2dGeometry.make(in_channels, kernel_size, stride, padding, dilation)
-        super().__init__(geom.patch_size, out_channels, C, K, threshold_format, lut_format,
-                         backend)
-        self.geometry = geom
-        self.in_channels, self.out_channels = geom.in_channels, int(out_channels)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise HalutError("a HalutConvGroup is one group of a halut convolution; call the "
+                         "convolution")
 
-    @classmethod
-    def from_learned(cls, geometry: Conv2dGeometry, program: HardwareProgram, model: Any = None,
-                     backend: str = "golden") -> HalutConv2d:
-        return cls._from_program(program, model, backend, geometry.in_channels, program.M,
-                                 geometry.kernel_size, geometry.stride, geometry.padding,
-                                 geometry.dilation)
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, C={self.C}, "
+                f"K={self.K}, thresholds={self.threshold_format}, lut={self.lut_format}")
+
+
+def _as_list(value: Any, n: int, what: str) -> list[Any]:
+    """``value`` as one item per group: None -> n Nones, a list or tuple as it is, one item
+    (groups = 1) -> [item]; a HalutError if the count is not n."""
+    if value is None:
+        return [None] * n
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) != n:
+        raise HalutError(f"a convolution with groups={n} takes {n} {what} (one per group), "
+                         f"got {len(items)}")
+    return items
+
+
+class _HalutConv(_HalutBackend):
+    """Shared body of HalutConv2d and HalutConv1d: G groups, im2col, the float path."""
+
+    geometry: ConvGeometry
+
+    def __init__(self, geometry: ConvGeometry, out_channels: int, C: int, K: int,
+                 threshold_format: str, lut_format: str, backend: str) -> None:
+        super().__init__()
+        G = geometry.groups
+        if int(out_channels) < 1 or int(out_channels) % G:
+            raise HalutError(f"out_channels={out_channels} must be a positive multiple of "
+                             f"groups={G}")
+        self.geometry = geometry
+        self.in_channels, self.out_channels = int(geometry.in_channels), int(out_channels)
+        self.groups, self.padding_mode = G, geometry.padding_mode
+        self.C, self.K = int(C), int(K)
+        self.threshold_format, self.lut_format = threshold_format, lut_format
+        self.group_layers = nn.ModuleList(
+            HalutConvGroup(geometry.group_patch_size, self.out_channels // G, C=C, K=K,
+                           threshold_format=threshold_format, lut_format=lut_format)
+            for _ in range(G))
+        self._init_backend(backend)
+        #: the last forward's RunResult per group (``last_result`` joins them)
+        self.last_results: list[RunResult] = []
+
+    # ---- torch's attributes ----------------------------------------------------------------
+    def _kernel(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float weights (out_channels, in_channels/groups, *kernel), as torch's."""
+        shape = (self.out_channels, self.geometry.group_channels, *self._kernel())
+        ws = [grp._buffer("weights") for grp in self._groups()]
+        if any(w is None for w in ws):
+            return _float_view(None, shape)
+        parts = [w.T.reshape(w.shape[1], *shape[1:]) for w in ws if w is not None]
+        return _float_view(torch.cat(parts, 0), shape)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The float bias (out_channels,) (zeros where the source layer had none)."""
+        bs = [grp._buffer("bias") if grp._buffer("weights") is not None else None
+              for grp in self._groups()]
+        if any(b is None for b in bs):
+            return _float_view(None, (self.out_channels,))
+        return _float_view(torch.cat([b for b in bs if b is not None]), (self.out_channels,))
+
+    # ---- learned state ---------------------------------------------------------------------
+    def _groups(self) -> list[HalutConvGroup]:
+        return [m for m in self.group_layers if isinstance(m, HalutConvGroup)]
+
+    def load_learned(self, programs: HardwareProgram | Sequence[HardwareProgram],
+                     models: Any = None) -> None:
+        """Fill every group from its program (a list of G, or one when groups = 1) and float
+        model (the same, or None)."""
+        G = self.groups
+        progs = _as_list(programs, G, "programs")
+        mods = _as_list(models, G, "float models")
+        for g, (grp, prog, mod) in enumerate(zip(self._groups(), progs, mods, strict=True)):
+            try:
+                grp.load_learned(prog, mod)
+            except HalutError as exc:
+                raise HalutError(f"group {g}: {exc}" if G > 1 else str(exc)) from None
+
+    @property
+    def programs(self) -> list[HardwareProgram]:
+        """The quantized program of every group."""
+        return [grp.program for grp in self._groups()]
+
+    @property
+    def models(self) -> list[Any]:
+        """The float HalutModel of every group (None where loaded from a program only)."""
+        return [grp.model for grp in self._groups()]
+
+    def _single(self, what: str) -> HalutConvGroup:
+        if self.groups != 1:
+            raise HalutError(f"this convolution has groups={self.groups}: one {what} per group "
+                             f"(use .{what}s)")
+        return self._groups()[0]
+
+    @property
+    def program(self) -> HardwareProgram:
+        """The program (groups = 1 only; see :attr:`programs`)."""
+        return self._single("program").program
+
+    @property
+    def model(self) -> Any:
+        """The float model (groups = 1 only; see :attr:`models`)."""
+        return self._single("model").model
+
+    def layer_models(self) -> list[LayerModel]:
+        """What the layer runner needs for every group (program, float weights and model)."""
+        return [grp.layer_model() for grp in self._groups()]
+
+    def layer_model(self) -> LayerModel:
+        """What the layer runner needs (groups = 1 only; see :meth:`layer_models`)."""
+        return self._single("layer_model").layer_model()
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str,
+                              local_metadata: dict[str, Any], strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        # a state from before groups (the program and model were the module's own buffers)
+        # is group 0's state
+        if self.groups == 1 and isinstance(state_dict, dict):
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                name = key[len(prefix):]
+                if name in _PROGRAM_BUFFERS or name == "_extra_state" or (
+                        name.startswith(_MODEL_PREFIX) and "." not in name):
+                    state_dict[f"{prefix}group_layers.0.{name}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+    # ---- computing -------------------------------------------------------------------------
+    def _torch_conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _float_forward(self, X: np.ndarray) -> torch.Tensor:
+        """torch's own convolution on the float weights, padded as torch pads."""
+        ws = [grp._buffer("weights") for grp in self._groups()]
+        if any(w is None for w in ws):
+            raise HalutError("backend 'float' needs the layer's float weights, which this "
+                             "module does not hold (it was loaded from a program only)")
+        w = self.weight.as_subclass(torch.Tensor).to("cpu", torch.float32)
+        b = self.bias.as_subclass(torch.Tensor).to("cpu", torch.float32)
+        return self._torch_conv(torch.from_numpy(X), w, b)
+
+    def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """``x`` padded as torch's ConvNd pads a non-zero padding mode, and the padding left
+        for the convolution itself."""
+        g = self.geometry
+        if g.padding_mode == "zeros":
+            pad: Any = g.padding
+            return x, pad
+        if isinstance(g, Conv1dGeometry):
+            flat: tuple[int, ...] = g.pads
+        else:
+            (t, bo), (le, r) = g.pads
+            flat = (le, r, t, bo)
+        return torch.nn.functional.pad(x, flat, mode=g.padding_mode), 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            a = _as_numpy_input(x)
-            N = a.shape[0] if a.ndim == 4 else 0
-            rows = im2col(a, self.geometry)
-            Hout, Wout = self.geometry.output_size(a.shape[2], a.shape[3])
-            if self.backend == "float":  # torch's own conv2d on the float weights
-                W, b = self._float_weights()
-                self.last_result = None
-                g = self.geometry
-                w = torch.from_numpy(W.T.reshape(self.out_channels, g.in_channels,
-                                                 *g.kernel_size).copy())
-                y = torch.nn.functional.conv2d(torch.from_numpy(a), w, torch.from_numpy(b.copy()),
-                                               g.stride, g.padding, g.dilation)
-                return y.to(x.device, x.dtype)
-            y_rows = self.run_rows(rows)
-            out = rows_to_nchw(y_rows, N, Hout, Wout)
+            g = self.geometry
+            X = check_conv_input(_as_numpy_input(x), g)
+            if self.backend == "float":  # torch's own convolution on the float weights
+                self.last_result, self.last_results = None, []
+                return self._float_forward(X).to(x.device, x.dtype)
+            rows = im2col(X, g)
+            spatial = output_spatial(g, X.shape)
+            groups = self._groups()
+            backend = self._backend_for(groups[0].program)
+            results = []
+            for i, grp in enumerate(groups):
+                grows = rows if g.groups == 1 else np.ascontiguousarray(
+                    rows[:, g.group_columns(i)])
+                results.append(run_matrix(backend, grp.layer_model(), grows))
+            self.last_results = results
+            self.last_result = merge_group_results(results)
+            out = rows_to_channels_first(self.last_result.y, X.shape[0], spatial)
             return torch.from_numpy(out).to(x.device, x.dtype)
 
     def extra_repr(self) -> str:
         g = self.geometry
+        extra = (f", groups={g.groups}" if g.groups != 1 else "") + (
+            f", padding_mode={g.padding_mode!r}" if g.padding_mode != "zeros" else "")
+        padding = repr(g.padding) if isinstance(g.padding, str) else g.padding
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={g.kernel_size}, "
-                f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, "
-                + super().extra_repr())
+                f"stride={g.stride}, padding={padding}, dilation={g.dilation}{extra}, "
+                f"C={self.C}, K={self.K}, thresholds={self.threshold_format}, "
+                f"lut={self.lut_format}, backend={self.backend!r}, inference only")
+
+
+class HalutConv2d(_HalutConv):
+    """``nn.Conv2d`` replaced by learned MADDNESS programs over im2col patches, one per group
+    (D = in_channels/groups * kh * kw, M = out_channels/groups). Inference only, no gradients.
+
+    Any stride, padding (ints, pairs, ``'same'``, ``'valid'``), dilation, groups and padding
+    mode (zeros, reflect, replicate, circular). Input ``(N, in_channels, H, W)``, output
+    ``(N, out_channels, Hout, Wout)``.
+    """
+
+    geometry: Conv2dGeometry
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, *,
+                 padding_mode: str = "zeros", C: int, K: int = 16,
+                 threshold_format: str = "fp16", lut_format: str = "int8",
+                 backend: str = "golden") -> None:
+        geom = Conv2dGeometry.make(in_channels, kernel_size, stride, padding, dilation, groups,
+                                   padding_mode)
+        super().__init__(geom, out_channels, C, K, threshold_format, lut_format, backend)
+        self.kernel_size, self.stride = geom.kernel_size, geom.stride
+        self.padding, self.dilation = geom.padding, geom.dilation
+
+    def _kernel(self) -> tuple[int, ...]:
+        return self.geometry.kernel_size
+
+    @classmethod
+    def from_learned(cls, geometry: Conv2dGeometry,
+                     program: HardwareProgram | Sequence[HardwareProgram], model: Any = None,
+                     backend: str = "golden") -> HalutConv2d:
+        """From the geometry and the learned program (one per group) and float model(s)."""
+        progs = _as_list(program, geometry.groups, "programs")
+        p0 = progs[0]
+        mod = cls(geometry.in_channels, p0.M * geometry.groups, geometry.kernel_size,
+                  geometry.stride, geometry.padding, geometry.dilation, geometry.groups,
+                  padding_mode=geometry.padding_mode, C=p0.C, K=p0.K,
+                  threshold_format=p0.threshold_format, lut_format=p0.lut_format,
+                  backend=backend)
+        mod.load_learned(progs, model)
+        return mod
+
+    def _torch_conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        xp, pad = self._padded(x)
+        return torch.nn.functional.conv2d(xp, w, b, g.stride, pad, g.dilation, g.groups)
+
+
+class HalutConv1d(_HalutConv):
+    """``nn.Conv1d`` replaced by learned MADDNESS programs over im2col patches, one per group
+    (D = in_channels/groups * k, M = out_channels/groups); computed as a Conv2d with a
+    height-1 kernel. Inference only, no gradients.
+
+    Input ``(N, in_channels, L)``, output ``(N, out_channels, Lout)``.
+    """
+
+    geometry: Conv1dGeometry
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
+                 stride: int | tuple[int] = 1, padding: int | tuple[int] | str = 0,
+                 dilation: int | tuple[int] = 1, groups: int = 1, *,
+                 padding_mode: str = "zeros", C: int, K: int = 16,
+                 threshold_format: str = "fp16", lut_format: str = "int8",
+                 backend: str = "golden") -> None:
+        geom = Conv1dGeometry(in_channels, kernel_size, stride, padding,  # type: ignore[arg-type]
+                              dilation, groups, padding_mode)  # type: ignore[arg-type]
+        super().__init__(geom, out_channels, C, K, threshold_format, lut_format, backend)
+        self.kernel_size, self.stride = (geom.kernel_size,), (geom.stride,)
+        self.padding = geom.padding if isinstance(geom.padding, str) else (geom.padding,)
+        self.dilation = (geom.dilation,)
+
+    def _kernel(self) -> tuple[int, ...]:
+        return (self.geometry.kernel_size,)
+
+    @classmethod
+    def from_learned(cls, geometry: Conv1dGeometry,
+                     program: HardwareProgram | Sequence[HardwareProgram], model: Any = None,
+                     backend: str = "golden") -> HalutConv1d:
+        """From the geometry and the learned program (one per group) and float model(s)."""
+        progs = _as_list(program, geometry.groups, "programs")
+        p0 = progs[0]
+        mod = cls(geometry.in_channels, p0.M * geometry.groups, geometry.kernel_size,
+                  geometry.stride, geometry.padding, geometry.dilation, geometry.groups,
+                  padding_mode=geometry.padding_mode, C=p0.C, K=p0.K,
+                  threshold_format=p0.threshold_format, lut_format=p0.lut_format,
+                  backend=backend)
+        mod.load_learned(progs, model)
+        return mod
+
+    def _torch_conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        xp, pad = self._padded(x)
+        return torch.nn.functional.conv1d(xp, w, b, g.stride, pad, g.dilation, g.groups)
+
+
+HALUT_MODULES: tuple[type[nn.Module], ...] = (HalutLinear, HalutConv2d, HalutConv1d)

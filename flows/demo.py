@@ -30,13 +30,12 @@ from tqdm import tqdm
 
 from emulator.cache import cache_dir
 from emulator.cycles import CycleReport
-from emulator.modules import HalutConv2d, HalutLinear
+from emulator.modules import HALUT_MODULES
 from emulator.replace import replace_layers
 from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.datasets import nmse
 from learning.errors import HalutError
 
-HALUT_LAYERS = (HalutLinear, HalutConv2d)
 DEMO_CACHE_VERSION = 1
 
 
@@ -156,12 +155,12 @@ LAYER_PLAN: tuple[tuple[str, int], ...] = (("conv2", 32), ("fc", 64))
 def _logits(net: nn.Module, X: np.ndarray, backend: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Logits (N, 10) with every Halut layer on ``backend``; per-layer last results."""
     for m in net.modules():
-        if isinstance(m, HALUT_LAYERS):
+        if isinstance(m, HALUT_MODULES):
             m.backend = backend
             m.last_result = None
     with torch.no_grad():
         out = net(torch.from_numpy(X)).numpy()
-    results = {n: m.last_result for n, m in net.named_modules() if isinstance(m, HALUT_LAYERS)}
+    results = {n: m.last_result for n, m in net.named_modules() if isinstance(m, HALUT_MODULES)}
     return out, results
 
 
@@ -170,7 +169,7 @@ def _layer_io(net: nn.Module, X: np.ndarray) -> dict[str, torch.Tensor]:
     seen: dict[str, torch.Tensor] = {}
     handles = []
     for n, m in net.named_modules():
-        if isinstance(m, HALUT_LAYERS):
+        if isinstance(m, HALUT_MODULES):
             m.backend = "float"
 
             def hook(mod: nn.Module, args: tuple[Any, ...], name: str = n) -> None:
@@ -305,7 +304,7 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     inputs = _layer_io(net, Xte)
     layers: dict[str, dict[str, Any]] = {}
     for name, m in net.named_modules():
-        if not isinstance(m, HALUT_LAYERS):
+        if not isinstance(m, HALUT_MODULES):
             continue
         x = inputs[name]
         m.backend = "float"

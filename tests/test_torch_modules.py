@@ -194,7 +194,9 @@ def test_replace_layers_bad_input_raises_one_clear_error() -> None:
         replace_layers(_small_net(), _batches(1), ["1"])
     with pytest.raises(HalutError, match="no entry for layer '3'"):
         replace_layers(_small_net(), _batches(1), C={"0": 2})
-    with pytest.raises(HalutError, match="groups=1"):
+    # a grouped conv is one problem per group: C is checked against each group's D
+    with pytest.raises(HalutError, match=r"C=16 exceeds its input dimension D=9 \(each of its "
+                                         r"groups=2 groups"):
         replace_layers(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), _batches(1))
     with pytest.raises(HalutError, match="exceeds its input dimension"):
         replace_layers(_small_net(), _batches(1), ["0"], C=19)
