@@ -650,4 +650,4 @@ class HalutConv1d(_HalutConv):
         return torch.nn.functional.conv1d(xp, w, b, g.stride, pad, g.dilation, g.groups)
 
 
-HALUT_MODULES: tuple[type[nn.Module], ...] = (HalutLinear, HalutConv2d, HalutConv1d)
+HALUT_MODULES: tuple[type[_HalutBackend], ...] = (HalutLinear, HalutConv2d, HalutConv1d)
