@@ -408,6 +408,22 @@ class _HalutConv(_HalutBackend):
         self.last_results: list[RunResult] = []
 
     # ---- torch's attributes ----------------------------------------------------------------
+    @classmethod
+    def from_learned(cls, geometry: ConvGeometry,
+                     program: HardwareProgram | Sequence[HardwareProgram], model: Any = None,
+                     backend: str = "golden") -> Self:
+        """From the geometry and the learned program (one per group) and float model(s)."""
+        progs = _as_list(program, geometry.groups, "programs")
+        p0 = progs[0]
+        make: Callable[..., Self] = cls  # the subclasses take torch's positional arguments
+        mod = make(geometry.in_channels, p0.M * geometry.groups, geometry.kernel_size,
+                   geometry.stride, geometry.padding, geometry.dilation, geometry.groups,
+                   padding_mode=geometry.padding_mode, C=p0.C, K=p0.K,
+                   threshold_format=p0.threshold_format, lut_format=p0.lut_format,
+                   backend=backend)
+        mod.load_learned(progs, model)
+        return mod
+
     def _kernel(self) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -582,21 +598,6 @@ class HalutConv2d(_HalutConv):
     def _kernel(self) -> tuple[int, ...]:
         return self.geometry.kernel_size
 
-    @classmethod
-    def from_learned(cls, geometry: Conv2dGeometry,
-                     program: HardwareProgram | Sequence[HardwareProgram], model: Any = None,
-                     backend: str = "golden") -> HalutConv2d:
-        """From the geometry and the learned program (one per group) and float model(s)."""
-        progs = _as_list(program, geometry.groups, "programs")
-        p0 = progs[0]
-        mod = cls(geometry.in_channels, p0.M * geometry.groups, geometry.kernel_size,
-                  geometry.stride, geometry.padding, geometry.dilation, geometry.groups,
-                  padding_mode=geometry.padding_mode, C=p0.C, K=p0.K,
-                  threshold_format=p0.threshold_format, lut_format=p0.lut_format,
-                  backend=backend)
-        mod.load_learned(progs, model)
-        return mod
-
     def _torch_conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         g = self.geometry
         xp, pad = self._padded(x)
@@ -628,21 +629,6 @@ class HalutConv1d(_HalutConv):
 
     def _kernel(self) -> tuple[int, ...]:
         return (self.geometry.kernel_size,)
-
-    @classmethod
-    def from_learned(cls, geometry: Conv1dGeometry,
-                     program: HardwareProgram | Sequence[HardwareProgram], model: Any = None,
-                     backend: str = "golden") -> HalutConv1d:
-        """From the geometry and the learned program (one per group) and float model(s)."""
-        progs = _as_list(program, geometry.groups, "programs")
-        p0 = progs[0]
-        mod = cls(geometry.in_channels, p0.M * geometry.groups, geometry.kernel_size,
-                  geometry.stride, geometry.padding, geometry.dilation, geometry.groups,
-                  padding_mode=geometry.padding_mode, C=p0.C, K=p0.K,
-                  threshold_format=p0.threshold_format, lut_format=p0.lut_format,
-                  backend=backend)
-        mod.load_learned(progs, model)
-        return mod
 
     def _torch_conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         g = self.geometry

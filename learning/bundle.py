@@ -38,7 +38,13 @@ import numpy as np
 from learning.atomic import atomic_write_bytes
 from learning.errors import HalutError
 from learning.model import HalutModel
-from learning.modelfile import SavedModel, jsonable, load_model_bytes, model_bytes
+from learning.modelfile import (
+    SavedModel,
+    jsonable,
+    load_model_bytes,
+    model_bytes,
+    read_file,
+)
 from learning.program import HardwareProgram
 
 FORMAT_NAME = "halut-net"
@@ -201,14 +207,8 @@ def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> N
     """Load and fully validate a ``.halutnet`` file; ``source``: the checksum of the model it
     must belong to (:func:`source_checksum`), checked when given. Every problem is one
     HalutError line naming the file."""
-    p = Path(path)
-    where = f"network bundle {str(p)!r}"
-    if not p.is_file():
-        raise HalutError(f"{where} does not exist")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise HalutError(f"{where} cannot be read ({exc.strerror})") from None
+    where = f"network bundle {str(path)!r}"
+    data = read_file(path, where)
     _check_container(data, where)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:

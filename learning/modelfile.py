@@ -256,15 +256,20 @@ def _check_header_types(h: dict[str, Any], where: str) -> None:
 
 def load_model(path: str | os.PathLike[str]) -> SavedModel:
     """Load and fully validate a ``.halut`` file; every problem is one HalutError line."""
+    where = f"model file {str(path)!r}"
+    return load_model_bytes(read_file(path, where), where)
+
+
+def read_file(path: str | os.PathLike[str], where: str) -> bytes:
+    """The bytes of a file the project reads whole (a model file, a bundle); ``where`` names
+    it in the one-line errors."""
     p = Path(path)
-    where = f"model file {str(p)!r}"
     if not p.is_file():
         raise HalutError(f"{where} does not exist")
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except OSError as exc:
         raise HalutError(f"{where} cannot be read ({exc.strerror})") from None
-    return load_model_bytes(data, where)
 
 
 def load_model_bytes(data: bytes, where: str) -> SavedModel:
