@@ -1,0 +1,94 @@
+"""Learning a whole network (emulator/network.py): halutize with both schedules, BatchNorm
+folded first, the bundle round trip onto a fresh copy of the source model, and the errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from emulator.modules import HALUT_MODULES, HalutConv2d, HalutLinear
+from emulator.network import NetConfig, apply_network, halutize, model_checksum, save_network
+from learning.errors import HalutError
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding="same", groups=4)
+        self.fc = nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.relu(self.dw(x))
+        return self.fc(x.flatten(1))
+
+
+def _fresh() -> nn.Module:
+    torch.manual_seed(0)
+    net = _Net()
+    with torch.no_grad():  # statistics that make folding matter
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _batches() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(32, 2, 6, 6, generator=g) for _ in range(4)]
+
+
+CFG = NetConfig(C=9, K=16, rows=4000, overrides={"fc": 96})
+
+
+@pytest.mark.parametrize("schedule", ["parallel", "sequential"])
+def test_halutize_swaps_every_layer_and_folds_batchnorm(schedule: str) -> None:
+    report: dict = {}
+    cfg = NetConfig(**{**CFG.to_dict(), "schedule": schedule})
+    net = halutize(_fresh(), _batches(), cfg, backend="golden", report=report)
+    kinds = {n: type(m) for n, m in net.named_modules() if isinstance(m, HALUT_MODULES)}
+    assert kinds == {"conv": HalutConv2d, "dw": HalutConv2d, "fc": HalutLinear}
+    assert report["_fold"]["folded"] and not any(isinstance(m, nn.BatchNorm2d)
+                                                 for m in net.modules())
+    assert report["fc"]["C"] == 96 and report["dw"]["groups"] == 4
+    x = _batches()[0]
+    with torch.no_grad():
+        y = net(x)
+        y_float = _fresh()(x)
+    assert y.shape == y_float.shape and torch.isfinite(y).all()
+    err = float(((y - y_float) ** 2).mean() / y_float.var())
+    assert err < 0.5  # a real approximation, not noise
+
+
+def test_the_bundle_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
+    src = model_checksum(_fresh())
+    net = halutize(_fresh(), _batches(), CFG, backend="golden")
+    path = save_network(tmp_path / "net.halutnet", net, source=src, config=CFG)
+    again = apply_network(_fresh(), path, backend="golden")
+    x = _batches()[1]
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(x).numpy(), again(x).numpy())
+    other = _fresh()
+    with torch.no_grad():
+        other.fc.weight.add_(1.0)
+    with pytest.raises(HalutError, match="learned from another model"):
+        apply_network(other, path)
+
+
+def test_bad_configs_and_inputs_are_one_line() -> None:
+    with pytest.raises(HalutError, match="schedule must be one of"):
+        NetConfig(schedule="zigzag")  # type: ignore[arg-type]
+    with pytest.raises(HalutError, match="C must be a positive int"):
+        NetConfig(C=0)
+    with pytest.raises(HalutError, match="not chosen: nope"):
+        halutize(_fresh(), _batches(), NetConfig(C=4, K=4, overrides={"nope": 2}))
+    with pytest.raises(HalutError, match="no layer was chosen"):
+        halutize(_fresh(), _batches(), CFG, filter_fn=lambda m, n: False)
+    with pytest.raises(HalutError, match="one-shot iterator"):
+        halutize(_fresh(), iter(_batches()), NetConfig(C=9, K=16, schedule="sequential",
+                                                       overrides={"fc": 96}))
