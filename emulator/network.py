@@ -25,6 +25,7 @@ checksum), that every layer exists there with the same type and shape.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from torch import nn
 
+from emulator.cycles import CycleReport
 from emulator.modules import HALUT_MODULES, HalutConv1d, HalutConv2d, HalutLinear
 from learning.bundle import BundleLayer, NetworkBundle, load_bundle, save_bundle, source_checksum
 from learning.conv import Conv1dGeometry, Conv2dGeometry, geometry_from_dict
@@ -253,3 +255,177 @@ def _module_for(layer: BundleLayer, old: nn.Module, backend: str) -> nn.Module:
                          "model's convolution")
     cls = HalutConv2d if layer.kind == "conv2d" else HalutConv1d
     return cls.from_learned(geometry, programs, models, backend=backend)  # type: ignore[arg-type]
+
+
+# ---- evaluating a network: accuracy per backend and the per-layer trace ------------------------
+
+#: the default clock for times and throughput: fmax of the default chip (C=32, K=16, M=16,
+#: fp16/int8, two banks), docs/hardware.md "One chip for a whole network"
+DEFAULT_CLOCK_MHZ = 271.26
+NET_BACKENDS: tuple[str, ...] = ("float", "golden", "gpu", "rtl")
+
+
+def host_ops(model: nn.Module) -> list[str]:
+    """What stays on the host in float: every call in the traced graph that is not a Halut
+    layer (activations, pooling, residual adds, norms, attention's own matmuls), the Halut
+    layers traced as leaves; the leaf modules outside Halut layers when torch.fx cannot
+    trace the model."""
+    import torch.fx as fx
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return isinstance(m, HALUT_MODULES) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # an untraceable model: name its leaf modules
+        inside = {id(c) for m in model.modules() if isinstance(m, HALUT_MODULES)
+                  for c in m.modules()}
+        return sorted({type(m).__name__ for m in model.modules()
+                       if not list(m.children()) and id(m) not in inside})
+    mods = dict(model.named_modules())
+    out: list[str] = []
+    for node in graph.nodes:
+        if node.op == "call_module" and not isinstance(mods.get(str(node.target)),
+                                                       HALUT_MODULES):
+            out.append(f"{node.target} ({type(mods[str(node.target)]).__name__})")
+        elif node.op in ("call_function", "call_method"):
+            out.append(getattr(node.target, "__name__", str(node.target)))
+    return out
+
+
+def _halut_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, HALUT_MODULES)]
+
+
+def _layer_meta(name: str, m: nn.Module) -> dict[str, Any]:
+    if isinstance(m, HalutLinear):
+        programs = [m.program]
+    elif isinstance(m, (HalutConv2d, HalutConv1d)):
+        programs = list(m.programs)
+    else:
+        raise HalutError(f"layer {name!r} is not a Halut layer")
+    p0 = programs[0]
+    lut_bytes = sum(p.lut.nbytes for p in programs)
+    kind = "linear" if isinstance(m, HalutLinear) else (
+        "conv2d" if isinstance(m, HalutConv2d) else "conv1d")
+    return {"layer": name, "kind": kind, "groups": len(programs), "D": p0.D,
+            "M": sum(p.M for p in programs), "C": p0.C, "K": p0.K,
+            "threshold_format": p0.threshold_format, "lut_format": p0.lut_format,
+            "lut_bytes": int(lut_bytes)}
+
+
+def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
+                 X: np.ndarray, batch_size: int, trace: dict[str, dict[str, Any]],
+                 cycles: dict[str, CycleReport | None], progress: bool
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]]]:
+    """One backend over ``X``: predictions, every Halut layer's outputs, and (golden) the
+    squared error against the float layer on the same inputs; rtl cycles add up."""
+    import torch
+    from tqdm import tqdm
+
+    seen: dict[str, list[np.ndarray]] = {n: [] for n, _ in layers}
+    err: dict[str, list[float]] = {n: [0.0, 0.0] for n, _ in layers}
+    guard = [False]
+
+    def hook(name: str, mod: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
+        if guard[0]:
+            return
+        trace[name].setdefault("input_shape", list(args[0].shape[1:]))
+        trace[name].setdefault("output_shape", list(out.shape[1:]))
+        o = out.detach().numpy().copy()
+        seen[name].append(o)
+        if backend == "golden":  # NMSE against the float layer on these very inputs
+            guard[0] = True
+            try:
+                mod.backend = "float"  # type: ignore[assignment]
+                ref = mod(args[0]).detach().numpy()
+            finally:
+                mod.backend = "golden"  # type: ignore[assignment]
+                guard[0] = False
+            err[name][0] += float(((o - ref) ** 2).sum())
+            err[name][1] += float(((ref - ref.mean()) ** 2).sum())
+        if backend == "rtl":
+            c = getattr(getattr(mod, "last_result", None), "cycles", None)
+            if c is not None:
+                prev = cycles[name]
+                cycles[name] = c if prev is None else prev + c
+
+    handles = []
+    for name, m in layers:
+        m.backend = backend  # type: ignore[assignment]
+        handles.append(m.register_forward_hook(functools.partial(hook, name)))
+    logits = []
+    try:
+        with torch.no_grad():
+            for lo in tqdm(range(0, X.shape[0], batch_size), desc=backend, unit="batch",
+                           disable=not progress, leave=False):
+                xb = torch.from_numpy(np.ascontiguousarray(X[lo:lo + batch_size]))
+                logits.append(net(xb).numpy())
+    finally:
+        for h in handles:
+            h.remove()
+    outs = {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in seen.items()}
+    return np.concatenate(logits).argmax(axis=-1), outs, err
+
+
+def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
+                     backends: Sequence[str] = ("float", "golden"), rtl_images: int | None = None,
+                     batch_size: int = 64, clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                     progress: bool = False) -> dict[str, Any]:
+    """Accuracy per backend and the per-layer trace of a network with Halut layers.
+
+    Every backend runs the same images (rtl: the first ``rtl_images``, all by default) in
+    batches; per Halut layer the trace records its shapes, D, M, C, K, formats and LUT bytes,
+    its NMSE against the float layer on the inputs it actually saw (golden run), whether its
+    gpu and rtl outputs equal golden's on every element of every image run, and (rtl) its
+    cycles per image. Totals: accuracy per backend, cycles per image, time per image and
+    MAC-equivalent throughput (2*D*M per output row) at ``clock_mhz``; ``host`` names what
+    stays on the host in float.
+    """
+    for b in backends:
+        if b not in NET_BACKENDS:
+            raise HalutError(f"backend must be among {', '.join(NET_BACKENDS)}, got {b!r}")
+    layers = _halut_layers(net)
+    if not layers:
+        raise HalutError("the network has no Halut layers")
+    net.eval()
+    trace = {name: _layer_meta(name, m) for name, m in layers}
+    golden_out: dict[str, np.ndarray] = {}
+    acc: dict[str, float] = {}
+    images: dict[str, int] = {}
+    cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
+    for b in dict.fromkeys(("golden", *backends)):  # golden first: the others compare with it
+        n_img = X.shape[0] if b != "rtl" or rtl_images is None else min(rtl_images, X.shape[0])
+        pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace, cycles,
+                                       progress)
+        acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
+        for name, _ in layers:
+            if b == "golden":
+                golden_out[name] = seen[name]
+                e, v = err[name]
+                trace[name]["nmse"] = e / v if v > 0 else None
+            elif b in ("gpu", "rtl"):
+                g, o = golden_out[name][:seen[name].shape[0]], seen[name]
+                trace[name][f"{b}_bit_exact"] = bool(
+                    g.shape == o.shape and np.array_equal(g.view(np.uint32), o.view(np.uint32)))
+    rows = list(trace.values())
+    totals: dict[str, Any] = {"accuracy": {b: acc[b] for b in backends}, "images": images,
+                              "clock_mhz": clock_mhz, "host": host_ops(net)}
+    if "rtl" in backends and images.get("rtl"):
+        n = images["rtl"]
+        cyc, ops = 0.0, 0
+        for r in rows:
+            c = cycles[r["layer"]]
+            r["cycles_per_image"] = None if c is None else {
+                k: v / n for k, v in c.to_dict().items()}
+            cyc += 0.0 if c is None else c.total / n
+            out = r["output_shape"]
+            per_image = int(np.prod(out[1:])) if r["kind"] != "linear" else int(
+                np.prod(out[:-1]) if len(out) > 1 else 1)
+            ops += 2 * r["D"] * r["M"] * per_image  # D of a group, M of all groups
+        seconds = cyc / (clock_mhz * 1e6)
+        totals.update({"cycles_per_image": cyc, "seconds_per_image": seconds,
+                       "mac_ops_per_image": ops,
+                       "mac_ops_per_s": ops / seconds if seconds > 0 else None})
+    return {"layers": rows, "totals": totals}

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from emulator.modules import HALUT_MODULES, HalutConv2d, HalutLinear
-from emulator.network import NetConfig, apply_network, halutize, model_checksum, save_network
+from emulator.network import (
+    NetConfig,
+    apply_network,
+    evaluate_network,
+    halutize,
+    model_checksum,
+    save_network,
+)
 from learning.errors import HalutError
 
 
@@ -92,3 +99,28 @@ def test_bad_configs_and_inputs_are_one_line() -> None:
     with pytest.raises(HalutError, match="one-shot iterator"):
         halutize(_fresh(), iter(_batches()), NetConfig(C=9, K=16, schedule="sequential",
                                                        overrides={"fc": 96}))
+
+
+def test_evaluate_gives_accuracy_per_backend_and_a_per_layer_trace() -> None:
+    net = halutize(_fresh(), _batches(), CFG, backend="golden")
+    X = _batches()[2][:6].numpy()
+    y = np.arange(6) % 5
+    ev = evaluate_network(net, X, y, backends=("float", "golden", "gpu", "rtl"), rtl_images=3,
+                          batch_size=4)
+    t = ev["totals"]
+    assert set(t["accuracy"]) == {"float", "golden", "gpu", "rtl"}
+    assert t["images"]["rtl"] == 3 and t["images"]["golden"] == 6
+    rows = {r["layer"]: r for r in ev["layers"]}
+    assert list(rows) == ["conv", "dw", "fc"]
+    assert rows["dw"]["groups"] == 4 and rows["fc"]["C"] == 96
+    assert rows["conv"]["input_shape"] == [2, 6, 6] and rows["fc"]["output_shape"] == [5]
+    for r in rows.values():  # every element of every image run, on one chip
+        assert r["gpu_bit_exact"] and r["rtl_bit_exact"], r["layer"]
+        assert 0.0 <= r["nmse"] < 1.0
+        assert r["cycles_per_image"]["stream"] > 0
+    total = sum(r["cycles_per_image"]["total"] for r in rows.values())
+    assert t["cycles_per_image"] == pytest.approx(total)
+    assert t["seconds_per_image"] == pytest.approx(total / (t["clock_mhz"] * 1e6))
+    assert any("relu" in h for h in t["host"]) and any("flatten" in h for h in t["host"])
+    with pytest.raises(HalutError, match="backend must be among"):
+        evaluate_network(net, X, y, backends=("tpu",))
