@@ -39,7 +39,7 @@ from emulator.cycles import CycleReport
 from emulator.modules import HALUT_MODULES, HalutConv1d, HalutConv2d, HalutLinear
 from learning.bundle import BundleLayer, NetworkBundle, load_bundle, save_bundle, source_checksum
 from learning.conv import Conv1dGeometry, Conv2dGeometry, geometry_from_dict
-from learning.errors import HalutError
+from learning.errors import HalutError, one_line
 from learning.modelfile import SavedModel
 
 Schedule = Literal["parallel", "sequential"]
@@ -91,6 +91,18 @@ class NetConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> NetConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_model_input(model: nn.Module, X: np.ndarray) -> None:
+    """One line when ``model`` does not take samples shaped like ``X[0]`` (tried on one)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(torch.from_numpy(np.ascontiguousarray(X[:1])))
+    except Exception as exc:  # whatever the model's own code raises
+        raise HalutError(f"the model does not take inputs of shape {tuple(X.shape[1:])} "
+                         f"({one_line(exc)})") from None
 
 
 def model_checksum(model: nn.Module) -> str:

@@ -1,0 +1,285 @@
+"""``halut net learn|eval|info``: whole networks (docs/network.md).
+
+* ``learn``: a model (``--model SPEC``, optional ``--state-dict``) and calibration inputs ->
+  a ``.halutnet`` bundle with every chosen Linear/Conv layer learned and quantized;
+* ``eval``: the bundle on the model, accuracy per backend and the per-layer trace (table,
+  ``--json``, ``-o DIR`` for trace.json and trace.png);
+* ``info``: what a bundle holds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from flows.clibase import emit_json
+from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
+from learning.errors import HalutError
+from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
+
+
+def _model(spec: str, state_dict: Path | None, args: tuple[str, ...]) -> Any:
+    from emulator.zoo import load_model, load_state
+
+    kwargs: dict[str, Any] = {}
+    for item in args:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise HalutError(f"--model-arg {item!r} must look like NAME=VALUE")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value  # a plain string
+    model = load_model(spec, **kwargs)
+    if state_dict is not None:
+        load_state(model, state_dict)
+    return model.eval()
+
+
+def _overrides(items: tuple[str, ...]) -> dict[str, int]:
+    """``LAYER:C=8`` items -> {LAYER: 8}."""
+    out: dict[str, int] = {}
+    for item in items:
+        layer, sep, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if not sep or not eq or key.strip() != "C" or not layer:
+            raise HalutError(f"--set {item!r} must look like LAYER:C=8")
+        try:
+            out[layer] = int(value)
+        except ValueError:
+            raise HalutError(f"--set {item!r}: C must be an integer") from None
+    return out
+
+
+def _fmt(x: Any, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _plot(ev: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = ev["layers"]
+    names = [r["layer"] for r in rows]
+    acc = ev["totals"]["accuracy"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].bar(list(acc), [100 * v for v in acc.values()], color="#4c72b0")
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_title("accuracy per backend", fontsize=9)
+    axes[1].bar(names, [r.get("nmse") or 0.0 for r in rows], color="#55a868")
+    axes[1].set_ylabel("NMSE vs the float layer")
+    axes[1].set_title("per layer (golden, its own inputs)", fontsize=9)
+    cyc = [(r.get("cycles_per_image") or {}).get("total", 0.0) for r in rows]
+    axes[2].bar(names, cyc, color="#c44e52")
+    axes[2].set_ylabel("rtl cycles per image")
+    axes[2].set_title("per layer (rtl)", fontsize=9)
+    for ax in axes[1:]:
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _table(ev: dict[str, Any]) -> list[str]:
+    head = (f"{'layer':<24} {'kind':<6} {'D':>5} {'M':>5} {'C':>4} {'K':>4} {'LUT B':>8} "
+            f"{'NMSE':>8} {'gpu=':>5} {'rtl=':>5} {'config':>9} {'stream':>9} {'total':>9}")
+    lines = [head]
+    for r in ev["layers"]:
+        c = r.get("cycles_per_image") or {}
+
+        def exact(key: str, row: dict[str, Any] = r) -> str:
+            return "-" if key not in row else ("yes" if row[key] else "NO")
+        lines.append(f"{r['layer'][:24]:<24} {r['kind']:<6} {r['D']:>5} {r['M']:>5} "
+                     f"{r['C']:>4} {r['K']:>4} {r['lut_bytes']:>8} {_fmt(r.get('nmse')):>8} "
+                     f"{exact('gpu_bit_exact'):>5} {exact('rtl_bit_exact'):>5} "
+                     f"{_fmt(c.get('config'), '.0f'):>9} {_fmt(c.get('stream'), '.0f'):>9} "
+                     f"{_fmt(c.get('total'), '.0f'):>9}")
+    t = ev["totals"]
+    for b, a in t["accuracy"].items():
+        lines.append(f"accuracy {b:<7} {100 * a:6.2f} % ({t['images'][b]} images)")
+    if "cycles_per_image" in t:
+        lines.append(f"rtl: {t['cycles_per_image']:.0f} cycles per image, "
+                     f"{1e6 * t['seconds_per_image']:.1f} us per image at {t['clock_mhz']} MHz, "
+                     f"{t['mac_ops_per_s'] / 1e9:.2f} GOp/s MAC-equivalent")
+    lines.append(f"on the host in float: {', '.join(t['host']) or '-'}")
+    return lines
+
+
+def register(group: click.Group) -> None:
+    """Add the ``net`` group to the ``halut`` group."""
+
+    @group.group("net")
+    def net() -> None:
+        """Whole networks: learn every layer into a bundle, evaluate it per backend."""
+
+    def model_opt(fn: Any) -> Any:
+        fn = click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
+                          help="A keyword for the model's factory, e.g. image_size=8 "
+                               "(repeatable).")(fn)
+        return click.option("--model", "spec", required=True, metavar="SPEC",
+                            help="zoo:NAME, package.module:factory or file.py:factory.")(fn)
+    state_opt = click.option("--state-dict", type=click.Path(dir_okay=False, path_type=Path),
+                             default=None, help="Float weights (.pt, weights_only).")
+    data_opt = click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+                            required=True, help="Inputs X.npy (float32, N first).")
+
+    @net.command("learn")
+    @model_opt
+    @state_opt
+    @data_opt
+    @click.option("--layers", multiple=True, metavar="GLOB",
+                  help="Layer names to replace (fnmatch patterns; default every "
+                       "Linear/Conv).")
+    @click.option("-C", "C", type=int, default=16, show_default=True, help="Codebooks.")
+    @click.option("-K", "K", type=int, default=16, show_default=True, help="Prototypes.")
+    @click.option("--set", "sets", multiple=True, metavar="LAYER:C=N",
+                  help="A layer's own C (repeatable).")
+    @click.option("--schedule", type=click.Choice(["parallel", "sequential"]),
+                  default="parallel", show_default=True,
+                  help="Learn from the float network's activations, or layer after layer.")
+    @click.option("--rows", type=click.IntRange(min=1), default=20000, show_default=True,
+                  help="Calibration rows kept per layer.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+    @click.option("--no-fold-bn", is_flag=True, help="Keep BatchNorm (default: fold it).")
+    @click.option("--threshold-format", type=click.Choice(THRESHOLD_FORMATS), default="fp16",
+                  show_default=True)
+    @click.option("--lut-format", type=click.Choice(LUT_FORMATS), default="int8",
+                  show_default=True)
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                  required=True, help="The bundle to write (.halutnet), atomically.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    def learn_cmd(spec: str, model_args: tuple[str, ...], state_dict: Path | None, data: Path,
+                  layers: tuple[str, ...],
+                  C: int, K: int, sets: tuple[str, ...], schedule: str, rows: int,
+                  batch_size: int, no_fold_bn: bool, threshold_format: str, lut_format: str,
+                  seed: int, output: Path, as_json: bool) -> None:
+        """Learn and quantize every chosen layer of a network into a .halutnet bundle."""
+        import torch
+
+        from emulator.datasets import load_npy
+        from emulator.network import (
+            NetConfig,
+            check_model_input,
+            halutize,
+            model_checksum,
+            save_network,
+        )
+
+        check_writable(output, "bundle")  # before any work
+        cfg = NetConfig(C=C, K=K, threshold_format=threshold_format, lut_format=lut_format,
+                        overrides=_overrides(sets), rows=rows, schedule=schedule,  # type: ignore[arg-type]
+                        fold_bn=not no_fold_bn, seed=seed)
+        model = _model(spec, state_dict, model_args)
+        X, _ = load_npy(data)
+        check_model_input(model, X)
+        src = model_checksum(model)
+        batches = [torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size]))
+                   for i in range(0, X.shape[0], batch_size)]
+
+        def chosen(module: Any, fqn: str) -> bool:
+            return not layers or any(fnmatch.fnmatchcase(fqn, g) for g in layers)
+
+        report: dict[str, Any] = {}
+        net_model = halutize(model, batches, cfg, chosen, report=report)
+        save_network(output, net_model, source=src, config=cfg)
+        per_layer = {k: v for k, v in report.items() if k != "_fold"}
+        if as_json:
+            emit_json({"output": str(output), "config": cfg.to_dict(), "layers": per_layer,
+                       "fold": report.get("_fold")})
+            return
+        for name, r in per_layer.items():
+            click.echo(f"{name:<28} {r.get('kind', ''):<7} C={r.get('C')} "
+                       f"NMSE(train) {_fmt(r.get('nmse_train'))}")
+        click.echo(f"wrote {output} ({len(per_layer)} layers)")
+
+    @net.command("info")
+    @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+    def info_cmd(bundle: Path, as_json: bool) -> None:
+        """Describe a .halutnet bundle: its layers, their shapes and formats, the config."""
+        from learning.bundle import load_bundle
+
+        b = load_bundle(bundle)
+        layers = []
+        for layer in b.layers:
+            p = layer.units[0].program
+            assert p is not None
+            layers.append({"layer": layer.name, "kind": layer.kind, "groups": len(layer.units),
+                           "D": p.D, "M": sum(u.program.M for u in layer.units if u.program),
+                           "C": p.C, "K": p.K, "threshold_format": p.threshold_format,
+                           "lut_format": p.lut_format, "geometry": layer.geometry})
+        info = {"bundle": str(bundle), "source": b.source, "config": b.config,
+                "layers": layers}
+        if as_json:
+            emit_json(info)
+            return
+        for r in layers:
+            click.echo(f"{r['layer']:<28} {r['kind']:<7} groups={r['groups']} D={r['D']} "
+                       f"M={r['M']} C={r['C']} K={r['K']} {r['threshold_format']}/"
+                       f"{r['lut_format']}")
+        click.echo(f"config: {json.dumps(b.config, sort_keys=True)}")
+
+    @net.command("eval")
+    @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+    @model_opt
+    @state_opt
+    @data_opt
+    @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                  help="Labels y.npy (int, N).")
+    @click.option("--backend", "backends", default="float,golden", show_default=True,
+                  help="Comma-separated: float, golden, gpu, rtl.")
+    @click.option("--rtl-images", type=click.IntRange(min=1), default=None,
+                  help="Images for rtl (default all).")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+    @click.option("--clock-mhz", type=float, default=None,
+                  help="Clock for times and ops/s (default: the default chip's fmax, "
+                       "docs/hardware.md).")
+    @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+                  default=None, help="Folder for trace.json and trace.png.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+    def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
+                 data: Path, labels: Path,
+                 backends: str, rtl_images: int | None, batch_size: int,
+                 clock_mhz: float | None, out: Path | None, as_json: bool) -> None:
+        """Run a bundle on its model: accuracy per backend and the per-layer trace."""
+        from emulator.datasets import load_npy
+        from emulator.network import (
+            DEFAULT_CLOCK_MHZ,
+            apply_network,
+            check_model_input,
+            evaluate_network,
+        )
+
+        names = tuple(b.strip() for b in backends.split(",") if b.strip())
+        clock = DEFAULT_CLOCK_MHZ if clock_mhz is None else clock_mhz
+        if not clock > 0:
+            raise HalutError(f"--clock-mhz must be positive, got {clock_mhz}")
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            check_writable(out / "trace.json", "trace")
+        model = _model(spec, state_dict, model_args)
+        X, y = load_npy(data, labels)
+        assert y is not None
+        check_model_input(model, X)
+        net_model = apply_network(model, bundle)
+        ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
+                              batch_size=batch_size, clock_mhz=clock, progress=not as_json)
+        if out is not None:
+            atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
+            _plot(ev, out / "trace.png")
+        if as_json:
+            emit_json(ev)
+            return
+        for line in _table(ev):
+            click.echo(line)
