@@ -26,6 +26,7 @@ checksum), that every layer exists there with the same type and shape.
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from torch import nn
 
 from emulator.cycles import CycleReport
 from emulator.modules import HALUT_MODULES, HalutConv1d, HalutConv2d, HalutLinear
+from learning.atomic import atomic_write_bytes
 from learning.bundle import BundleLayer, NetworkBundle, load_bundle, save_bundle, source_checksum
 from learning.conv import Conv1dGeometry, Conv2dGeometry, geometry_from_dict
 from learning.errors import HalutError, one_line
@@ -383,12 +385,14 @@ def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: s
 
 def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      backends: Sequence[str] = ("float", "golden"), rtl_images: int | None = None,
-                     batch_size: int = 64, clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                     gpu_images: int | None = None, batch_size: int = 64,
+                     clock_mhz: float = DEFAULT_CLOCK_MHZ,
                      progress: bool = False) -> dict[str, Any]:
     """Accuracy per backend and the per-layer trace of a network with Halut layers.
 
-    Every backend runs the same images (rtl: the first ``rtl_images``, all by default) in
-    batches; per Halut layer the trace records its shapes, D, M, C, K, formats and LUT bytes,
+    Every backend runs the same images (rtl and gpu: the first ``rtl_images`` /
+    ``gpu_images``, all by default; the Triton interpreter on CPU is slow) in batches; per
+    Halut layer the trace records its shapes, D, M, C, K, formats and LUT bytes,
     its NMSE against the float layer on the inputs it actually saw (golden run), whether its
     gpu and rtl outputs equal golden's on every element of every image run, and (rtl) its
     cycles per image. Totals: accuracy per backend, cycles per image, time per image and
@@ -408,7 +412,8 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     images: dict[str, int] = {}
     cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
     for b in dict.fromkeys(("golden", *backends)):  # golden first: the others compare with it
-        n_img = X.shape[0] if b != "rtl" or rtl_images is None else min(rtl_images, X.shape[0])
+        limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
+        n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
         pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace, cycles,
                                        progress)
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
@@ -441,3 +446,63 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                        "mac_ops_per_image": ops,
                        "mac_ops_per_s": ops / seconds if seconds > 0 else None})
     return {"layers": rows, "totals": totals}
+
+
+def _fmt(x: Any, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def plot_trace(ev: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """The trace as a PNG (accuracy per backend; NMSE and rtl cycles per layer), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = ev["layers"]
+    names = [r["layer"] for r in rows]
+    acc = ev["totals"]["accuracy"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].bar(list(acc), [100 * v for v in acc.values()], color="#4c72b0")
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_title("accuracy per backend", fontsize=9)
+    axes[1].bar(names, [r.get("nmse") or 0.0 for r in rows], color="#55a868")
+    axes[1].set_ylabel("NMSE vs the float layer")
+    axes[1].set_title("per layer (golden, its own inputs)", fontsize=9)
+    cyc = [(r.get("cycles_per_image") or {}).get("total", 0.0) for r in rows]
+    axes[2].bar(names, cyc, color="#c44e52")
+    axes[2].set_ylabel("rtl cycles per image")
+    axes[2].set_title("per layer (rtl)", fontsize=9)
+    for ax in axes[1:]:
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def format_trace(ev: dict[str, Any]) -> list[str]:
+    """The trace of :func:`evaluate_network` as a table and the network totals, lines."""
+    head = (f"{'layer':<24} {'kind':<6} {'D':>5} {'M':>5} {'C':>4} {'K':>4} {'LUT B':>8} "
+            f"{'NMSE':>8} {'gpu=':>5} {'rtl=':>5} {'config':>9} {'stream':>9} {'total':>9}")
+    lines = [head]
+    for r in ev["layers"]:
+        c = r.get("cycles_per_image") or {}
+
+        def exact(key: str, row: dict[str, Any] = r) -> str:
+            return "-" if key not in row else ("yes" if row[key] else "NO")
+        lines.append(f"{r['layer'][:24]:<24} {r['kind']:<6} {r['D']:>5} {r['M']:>5} "
+                     f"{r['C']:>4} {r['K']:>4} {r['lut_bytes']:>8} {_fmt(r.get('nmse')):>8} "
+                     f"{exact('gpu_bit_exact'):>5} {exact('rtl_bit_exact'):>5} "
+                     f"{_fmt(c.get('config'), '.0f'):>9} {_fmt(c.get('stream'), '.0f'):>9} "
+                     f"{_fmt(c.get('total'), '.0f'):>9}")
+    t = ev["totals"]
+    for b, a in t["accuracy"].items():
+        lines.append(f"accuracy {b:<7} {100 * a:6.2f} % ({t['images'][b]} images)")
+    if "cycles_per_image" in t:
+        lines.append(f"rtl: {t['cycles_per_image']:.0f} cycles per image, "
+                     f"{1e6 * t['seconds_per_image']:.1f} us per image at {t['clock_mhz']} MHz, "
+                     f"{t['mac_ops_per_s'] / 1e9:.2f} GOp/s MAC-equivalent")
+    lines.append(f"on the host in float: {', '.join(t['host']) or '-'}")
+    return lines

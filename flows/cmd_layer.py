@@ -270,8 +270,8 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     def demo_cmd(fast: bool, out: Path, rtl_images: int | None, seed: int,
                  as_json: bool) -> None:
-        """Train a small CNN on scikit-learn's digits, replace a conv and the classifier with
-        Halut layers, and compare accuracy, bit-exactness and cycles on every backend."""
+        """Train the zoo's ResNet-8 on scikit-learn's digits, replace every layer with Halut
+        layers on one chip, and compare accuracy, bit-exactness and cycles per backend."""
         from flows.demo import DemoConfig, format_report, run_demo
 
         cfg = DemoConfig(out=out, fast=fast, seed=seed, rtl_images=rtl_images,

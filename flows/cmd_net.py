@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import fnmatch
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import click
 import numpy as np
 
 from flows.clibase import emit_json
-from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
+from learning.atomic import atomic_write_text, check_writable
 from learning.errors import HalutError
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
 
@@ -55,64 +54,6 @@ def _overrides(items: tuple[str, ...]) -> dict[str, int]:
         except ValueError:
             raise HalutError(f"--set {item!r}: C must be an integer") from None
     return out
-
-
-def _fmt(x: Any, spec: str = ".4f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _plot(ev: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = ev["layers"]
-    names = [r["layer"] for r in rows]
-    acc = ev["totals"]["accuracy"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].bar(list(acc), [100 * v for v in acc.values()], color="#4c72b0")
-    axes[0].set_ylabel("accuracy (%)")
-    axes[0].set_title("accuracy per backend", fontsize=9)
-    axes[1].bar(names, [r.get("nmse") or 0.0 for r in rows], color="#55a868")
-    axes[1].set_ylabel("NMSE vs the float layer")
-    axes[1].set_title("per layer (golden, its own inputs)", fontsize=9)
-    cyc = [(r.get("cycles_per_image") or {}).get("total", 0.0) for r in rows]
-    axes[2].bar(names, cyc, color="#c44e52")
-    axes[2].set_ylabel("rtl cycles per image")
-    axes[2].set_title("per layer (rtl)", fontsize=9)
-    for ax in axes[1:]:
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _table(ev: dict[str, Any]) -> list[str]:
-    head = (f"{'layer':<24} {'kind':<6} {'D':>5} {'M':>5} {'C':>4} {'K':>4} {'LUT B':>8} "
-            f"{'NMSE':>8} {'gpu=':>5} {'rtl=':>5} {'config':>9} {'stream':>9} {'total':>9}")
-    lines = [head]
-    for r in ev["layers"]:
-        c = r.get("cycles_per_image") or {}
-
-        def exact(key: str, row: dict[str, Any] = r) -> str:
-            return "-" if key not in row else ("yes" if row[key] else "NO")
-        lines.append(f"{r['layer'][:24]:<24} {r['kind']:<6} {r['D']:>5} {r['M']:>5} "
-                     f"{r['C']:>4} {r['K']:>4} {r['lut_bytes']:>8} {_fmt(r.get('nmse')):>8} "
-                     f"{exact('gpu_bit_exact'):>5} {exact('rtl_bit_exact'):>5} "
-                     f"{_fmt(c.get('config'), '.0f'):>9} {_fmt(c.get('stream'), '.0f'):>9} "
-                     f"{_fmt(c.get('total'), '.0f'):>9}")
-    t = ev["totals"]
-    for b, a in t["accuracy"].items():
-        lines.append(f"accuracy {b:<7} {100 * a:6.2f} % ({t['images'][b]} images)")
-    if "cycles_per_image" in t:
-        lines.append(f"rtl: {t['cycles_per_image']:.0f} cycles per image, "
-                     f"{1e6 * t['seconds_per_image']:.1f} us per image at {t['clock_mhz']} MHz, "
-                     f"{t['mac_ops_per_s'] / 1e9:.2f} GOp/s MAC-equivalent")
-    lines.append(f"on the host in float: {', '.join(t['host']) or '-'}")
-    return lines
 
 
 def register(group: click.Group) -> None:
@@ -200,7 +141,7 @@ def register(group: click.Group) -> None:
             return
         for name, r in per_layer.items():
             click.echo(f"{name:<28} {r.get('kind', ''):<7} C={r.get('C')} "
-                       f"NMSE(train) {_fmt(r.get('nmse_train'))}")
+                       f"NMSE(train) {r.get('nmse_train', float('nan')):.4f}")
         click.echo(f"wrote {output} ({len(per_layer)} layers)")
 
     @net.command("info")
@@ -241,6 +182,8 @@ def register(group: click.Group) -> None:
                   help="Comma-separated: float, golden, gpu, rtl.")
     @click.option("--rtl-images", type=click.IntRange(min=1), default=None,
                   help="Images for rtl (default all).")
+    @click.option("--gpu-images", type=click.IntRange(min=1), default=None,
+                  help="Images for gpu (default all; the Triton interpreter on CPU is slow).")
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
     @click.option("--clock-mhz", type=float, default=None,
                   help="Clock for times and ops/s (default: the default chip's fmax, "
@@ -250,7 +193,8 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
-                 backends: str, rtl_images: int | None, batch_size: int,
+                 backends: str, rtl_images: int | None, gpu_images: int | None,
+                 batch_size: int,
                  clock_mhz: float | None, out: Path | None, as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
         from emulator.datasets import load_npy
@@ -259,6 +203,8 @@ def register(group: click.Group) -> None:
             apply_network,
             check_model_input,
             evaluate_network,
+            format_trace,
+            plot_trace,
         )
 
         names = tuple(b.strip() for b in backends.split(",") if b.strip())
@@ -274,12 +220,13 @@ def register(group: click.Group) -> None:
         check_model_input(model, X)
         net_model = apply_network(model, bundle)
         ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
-                              batch_size=batch_size, clock_mhz=clock, progress=not as_json)
+                              gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock,
+                              progress=not as_json)
         if out is not None:
             atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
-            _plot(ev, out / "trace.png")
+            plot_trace(ev, out / "trace.png")
         if as_json:
             emit_json(ev)
             return
-        for line in _table(ev):
+        for line in format_trace(ev):
             click.echo(line)
