@@ -408,6 +408,7 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     net.eval()
     trace = {name: _layer_meta(name, m) for name, m in layers}
     golden_out: dict[str, np.ndarray] = {}
+    golden_pred = np.zeros(0, np.int64)
     acc: dict[str, float] = {}
     images: dict[str, int] = {}
     cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
@@ -417,6 +418,8 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
         pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace, cycles,
                                        progress)
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
+        if b == "golden":
+            golden_pred = pred
         for name, _ in layers:
             if b == "golden":
                 golden_out[name] = seen[name]
@@ -427,8 +430,12 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                 trace[name][f"{b}_bit_exact"] = bool(
                     g.shape == o.shape and np.array_equal(g.view(np.uint32), o.view(np.uint32)))
     rows = list(trace.values())
+    # golden's accuracy on the images a limited backend ran, to compare like with like
+    subset = {b: float((golden_pred[:n] == y[:n]).mean())
+              for b, n in images.items() if b in backends and n < images["golden"]}
     totals: dict[str, Any] = {"accuracy": {b: acc[b] for b in backends}, "images": images,
-                              "clock_mhz": clock_mhz, "host": host_ops(net)}
+                              "golden_on_subset": subset, "clock_mhz": clock_mhz,
+                              "host": host_ops(net)}
     if "rtl" in backends and images.get("rtl"):
         n = images["rtl"]
         cyc, ops = 0.0, 0
@@ -499,7 +506,9 @@ def format_trace(ev: dict[str, Any]) -> list[str]:
                      f"{_fmt(c.get('total'), '.0f'):>9}")
     t = ev["totals"]
     for b, a in t["accuracy"].items():
-        lines.append(f"accuracy {b:<7} {100 * a:6.2f} % ({t['images'][b]} images)")
+        same = t.get("golden_on_subset", {}).get(b)
+        note = "" if same is None else f"; golden on these {100 * same:.2f} %"
+        lines.append(f"accuracy {b:<7} {100 * a:6.2f} % ({t['images'][b]} images{note})")
     if "cycles_per_image" in t:
         lines.append(f"rtl: {t['cycles_per_image']:.0f} cycles per image, "
                      f"{1e6 * t['seconds_per_image']:.1f} us per image at {t['clock_mhz']} MHz, "
