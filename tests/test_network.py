@@ -124,3 +124,35 @@ def test_evaluate_gives_accuracy_per_backend_and_a_per_layer_trace() -> None:
     assert any("relu" in h for h in t["host"]) and any("flatten" in h for h in t["host"])
     with pytest.raises(HalutError, match="backend must be among"):
         evaluate_network(net, X, y, backends=("tpu",))
+
+
+ZOO_SMALL: dict[str, dict] = {
+    "lenet": {"in_channels": 1, "image_size": 8},
+    "resnet8": {"in_channels": 3, "image_size": 8, "width": 8},
+    "resnet20": {"in_channels": 3, "image_size": 8, "width": 8},
+    "dscnn": {"in_channels": 1, "image_size": (12, 6), "width": 16, "blocks": 2},
+    "vit": {"in_channels": 3, "image_size": 8, "patch_size": 4, "dim": 16, "depth": 1,
+            "heads": 2},
+}
+
+
+@pytest.mark.parametrize("name", list(ZOO_SMALL))
+def test_every_zoo_model_is_bit_exact_on_gpu_and_rtl_on_every_layer(name: str) -> None:
+    """Each zoo model, small, every replaceable layer swapped (attention's out_proj left:
+    nn.MultiheadAttention calls it through its functional path): gpu and rtl outputs equal
+    golden's on every element of every layer, on one chip."""
+    from emulator.zoo import load_model
+
+    kw = ZOO_SMALL[name]
+    torch.manual_seed(0)
+    model = load_model(f"zoo:{name}", **kw)
+    size = kw["image_size"]
+    hw = (size, size) if isinstance(size, int) else size
+    X = torch.randn(32, kw["in_channels"], *hw)
+    net = halutize(model, [X], NetConfig(C=4, K=16, rows=500),
+                   filter_fn=lambda m, fqn: not fqn.endswith("out_proj"))
+    ev = evaluate_network(net, X.numpy(), np.zeros(32, np.int64),
+                          backends=("golden", "gpu", "rtl"), rtl_images=2, gpu_images=1)
+    assert ev["layers"]
+    for row in ev["layers"]:
+        assert row["rtl_bit_exact"] and row["gpu_bit_exact"], (name, row["layer"])
