@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,7 +396,8 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     Halut layer the trace records its shapes, D, M, C, K, formats and LUT bytes,
     its NMSE against the float layer on the inputs it actually saw (golden run), whether its
     gpu and rtl outputs equal golden's on every element of every image run, and (rtl) its
-    cycles per image. Totals: accuracy per backend, cycles per image, time per image and
+    cycles per image. Totals: accuracy per backend, the seconds each backend's pass took
+    (golden's includes the float reference of every layer), cycles per image, time per image and
     MAC-equivalent throughput (2*D*M per output row) at ``clock_mhz``; ``host`` names what
     stays on the host in float.
     """
@@ -411,12 +413,15 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     golden_pred = np.zeros(0, np.int64)
     acc: dict[str, float] = {}
     images: dict[str, int] = {}
+    seconds: dict[str, float] = {}
     cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
     for b in dict.fromkeys(("golden", *backends)):  # golden first: the others compare with it
         limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
         n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
+        t0 = time.perf_counter()
         pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace, cycles,
                                        progress)
+        seconds[b] = time.perf_counter() - t0
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
         if b == "golden":
             golden_pred = pred
@@ -434,7 +439,8 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     subset = {b: float((golden_pred[:n] == y[:n]).mean())
               for b, n in images.items() if b in backends and n < images["golden"]}
     totals: dict[str, Any] = {"accuracy": {b: acc[b] for b in backends}, "images": images,
-                              "golden_on_subset": subset, "clock_mhz": clock_mhz,
+                              "golden_on_subset": subset, "seconds": seconds,
+                              "clock_mhz": clock_mhz,
                               "host": host_ops(net)}
     if "rtl" in backends and images.get("rtl"):
         n = images["rtl"]
@@ -448,10 +454,10 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
             per_image = int(np.prod(out[1:])) if r["kind"] != "linear" else int(
                 np.prod(out[:-1]) if len(out) > 1 else 1)
             ops += 2 * r["D"] * r["M"] * per_image  # D of a group, M of all groups
-        seconds = cyc / (clock_mhz * 1e6)
-        totals.update({"cycles_per_image": cyc, "seconds_per_image": seconds,
+        per_image_s = cyc / (clock_mhz * 1e6)
+        totals.update({"cycles_per_image": cyc, "seconds_per_image": per_image_s,
                        "mac_ops_per_image": ops,
-                       "mac_ops_per_s": ops / seconds if seconds > 0 else None})
+                       "mac_ops_per_s": ops / per_image_s if per_image_s > 0 else None})
     return {"layers": rows, "totals": totals}
 
 
