@@ -173,7 +173,6 @@ extern "C" {
 
 // Port widths of this build, for the Python side to check against RtlParams.
 HX_API int hx_in_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::in_data_i)); }
-HX_API int hx_cfg_bits() { return static_cast<int>(8 * sizeof(Vhalut_accel::cfg_data_i)); }
 HX_API int hx_trace_kind() {
 #if VM_TRACE
 #if VM_TRACE_FST

@@ -117,11 +117,24 @@ def _batches_again(batches: Iterable[Any] | Callable[[], Iterable[Any]]
                    ) -> Callable[[], Iterable[Any]]:
     if callable(batches):
         return batches
-    if isinstance(batches, (Sequence, np.ndarray)) or hasattr(batches, "__len__"):
+    if hasattr(batches, "__len__"):  # a sequence, an array: iterable again
         return lambda: batches
     raise HalutError("the sequential schedule runs over the batches once per layer: pass a "
                      "sequence or a function returning a fresh iterable, not a one-shot "
                      "iterator")
+
+
+def _fold(model: nn.Module, cfg: NetConfig) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The model in eval mode, with its BatchNorms folded when ``cfg.fold_bn`` says so and it
+    has any (the folded copy, and the fold's report)."""
+    from emulator.fold import fold_batchnorm
+
+    model.eval()
+    if cfg.fold_bn and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                           for m in model.modules()):
+        folded, report = fold_batchnorm(model)
+        return folded, report.to_dict()
+    return model, None
 
 
 def halutize(model: nn.Module, batches: Iterable[Any] | Callable[[], Iterable[Any]],
@@ -145,16 +158,10 @@ def halutize(model: nn.Module, batches: Iterable[Any] | Callable[[], Iterable[An
     -------
     The model with the layers swapped: ``model`` itself, or with ``fold_bn`` the folded copy.
     """
-    from emulator.fold import fold_batchnorm
     from emulator.replace import replace_layers
 
     cfg = config or NetConfig()
-    model.eval()
-    fold_info: dict[str, Any] | None = None
-    if cfg.fold_bn and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                           for m in model.modules()):
-        model, fold = fold_batchnorm(model)
-        fold_info = fold.to_dict()
+    model, fold_info = _fold(model, cfg)
     chosen = [n for n, m in model.named_modules()
               if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv1d))
               and (filter_fn is None or filter_fn(m, n))]
@@ -223,18 +230,12 @@ def apply_network(model: nn.Module, bundle: str | os.PathLike[str] | NetworkBund
     checks its parameter checksum against the bundle's, folds BatchNorm as the bundle's
     config says, and swaps each named layer for its Halut module (one line naming what does
     not fit). Returns the model (with folding, the folded copy)."""
-    from emulator.fold import fold_batchnorm
-
     src = model_checksum(model)
     b = bundle if isinstance(bundle, NetworkBundle) else load_bundle(bundle, source=src)
-    if b.source != src:
+    if b.source != src:  # a bundle object passed in: load_bundle did not check it
         raise HalutError("the bundle was learned from another model (its source checksum "
                          "differs from this model's parameters)")
-    cfg = NetConfig.from_dict(b.config)
-    model.eval()
-    if cfg.fold_bn and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                           for m in model.modules()):
-        model, _ = fold_batchnorm(model)
+    model, _ = _fold(model, NetConfig.from_dict(b.config))
     modules = dict(model.named_modules())
     for layer in b.layers:
         old = modules.get(layer.name)
@@ -314,16 +315,10 @@ def _halut_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _layer_meta(name: str, m: nn.Module) -> dict[str, Any]:
-    if isinstance(m, HalutLinear):
-        programs = [m.program]
-    elif isinstance(m, (HalutConv2d, HalutConv1d)):
-        programs = list(m.programs)
-    else:
-        raise HalutError(f"layer {name!r} is not a Halut layer")
+    kind, units, _ = _units(m)
+    programs = [u.program for u in units if u.program is not None]
     p0 = programs[0]
     lut_bytes = sum(p.lut.nbytes for p in programs)
-    kind = "linear" if isinstance(m, HalutLinear) else (
-        "conv2d" if isinstance(m, HalutConv2d) else "conv1d")
     return {"layer": name, "kind": kind, "groups": len(programs), "D": p0.D,
             "M": sum(p.M for p in programs), "C": p0.C, "K": p0.K,
             "threshold_format": p0.threshold_format, "lut_format": p0.lut_format,
