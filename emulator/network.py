@@ -26,6 +26,7 @@ checksum), that every layer exists there with the same type and shape.
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import os
 import time
@@ -325,10 +326,13 @@ def _layer_meta(name: str, m: nn.Module) -> dict[str, Any]:
             "lut_bytes": int(lut_bytes)}
 
 
+#: one pass: predictions, every Halut layer's outputs, (golden) squared errors vs float
+_Pass = tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]]]
+
+
 def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
                  X: np.ndarray, batch_size: int, trace: dict[str, dict[str, Any]],
-                 cycles: dict[str, CycleReport | None], progress: bool
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]]]:
+                 cycles: dict[str, CycleReport | None], progress: bool) -> _Pass:
     """One backend over ``X``: predictions, every Halut layer's outputs, and (golden) the
     squared error against the float layer on the same inputs; rtl cycles add up."""
     import torch
@@ -379,10 +383,98 @@ def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: s
     return np.concatenate(logits).argmax(axis=-1), outs, err
 
 
+#: the backends whose pass ``jobs > 1`` shards over processes (golden, which the others are
+#: compared with, and float stay in this process)
+SHARDED_BACKENDS: tuple[str, ...] = ("gpu", "rtl")
+
+
+def _same_bits(golden: np.ndarray, out: np.ndarray) -> bool:
+    """Every element of ``out`` equal to golden's on the same images, bit for bit."""
+    g = golden[:out.shape[0]]
+    return bool(g.shape == out.shape and np.array_equal(g.view(np.uint32), out.view(np.uint32)))
+
+
+#: what the forked shard workers run: set just before the pool forks, cleared after (the
+#: network and golden's outputs are inherited through fork, not pickled: a torch.fx
+#: GraphModule does not pickle, and the layer outputs are large)
+_SHARD_STATE: dict[str, Any] = {}
+_Shard = tuple[np.ndarray, dict[str, bool], dict[str, dict[str, Any]],
+               dict[str, CycleReport | None]]
+
+
+def _shard_pass(lo: int, hi: int) -> _Shard:
+    """Images ``[lo, hi)`` of a backend's pass, in a forked worker process: predictions,
+    every layer's bit-exactness against golden, shapes and cycles."""
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker; no OpenMP pool inherited across fork
+    st = _SHARD_STATE
+    layers, golden = st["layers"], st["golden"]
+    trace: dict[str, dict[str, Any]] = {n: {} for n, _ in layers}
+    cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
+    pred, seen, _ = _run_backend(st["net"], layers, st["backend"], st["X"][lo:hi],
+                                 st["batch_size"], trace, cycles, False)
+    exact = {n: _same_bits(golden[n][lo:hi], seen[n]) for n, _ in layers}
+    return pred, exact, trace, cycles
+
+
+def _release_free_heap() -> None:
+    """glibc's ``malloc_trim(0)``: hand the heap's free pages back to the system before a
+    fork, so that the workers' allocations fault in fresh pages instead of copying the
+    parent's (copy-on-write) on their first write; nothing elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim(0)
+
+
+def _run_sharded(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
+                 X: np.ndarray, batch_size: int, jobs: int, golden: dict[str, np.ndarray],
+                 trace: dict[str, dict[str, Any]], cycles: dict[str, CycleReport | None]
+                 ) -> tuple[np.ndarray, dict[str, bool]]:
+    """A backend's pass over ``jobs`` contiguous image shards in forked processes: the
+    predictions in image order and every layer's bit-exactness against ``golden``. Each shard
+    runs its own accelerator: its configuration is loaded once per layer and shard, so the
+    cycle totals are those of ``jobs`` chips side by side."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, X.shape[0], jobs + 1).round().astype(int)
+    spans = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+             if hi > lo]
+    _SHARD_STATE.update(net=net, layers=layers, backend=backend, X=X, batch_size=batch_size,
+                        golden=golden)
+    gc.freeze()  # the workers' collections then leave the inherited heap alone (no COW copies)
+    _release_free_heap()
+    try:
+        with ProcessPoolExecutor(len(spans), mp_context=mp.get_context("fork")) as pool:
+            parts = list(pool.map(_shard_pass, *zip(*spans, strict=True)))
+    finally:
+        gc.unfreeze()
+        _SHARD_STATE.clear()
+    for _, _, tr, cyc in parts:
+        for name, meta in tr.items():
+            for k, v in meta.items():
+                trace[name].setdefault(k, v)
+        for name, c in cyc.items():
+            if c is not None:
+                prev = cycles[name]
+                cycles[name] = c if prev is None else prev + c
+    exact = {n: all(p[1][n] for p in parts) for n, _ in layers}
+    return np.concatenate([p[0] for p in parts]), exact
+
+
 def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      backends: Sequence[str] = ("float", "golden"), rtl_images: int | None = None,
                      gpu_images: int | None = None, batch_size: int = 64,
-                     clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                     clock_mhz: float = DEFAULT_CLOCK_MHZ, jobs: int = 1,
                      progress: bool = False) -> dict[str, Any]:
     """Accuracy per backend and the per-layer trace of a network with Halut layers.
 
@@ -394,8 +486,11 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     cycles per image. Totals: accuracy per backend, the seconds each backend's pass took
     (golden's includes the float reference of every layer), cycles per image, time per image and
     MAC-equivalent throughput (2*D*M per output row) at ``clock_mhz``; ``host`` names what
-    stays on the host in float.
+    stays on the host in float. ``jobs > 1`` runs the gpu and rtl passes over that many image
+    shards in forked worker processes (one accelerator each).
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise HalutError(f"jobs must be an integer >= 1, got {jobs!r}")
     for b in backends:
         if b not in NET_BACKENDS:
             raise HalutError(f"backend must be among {', '.join(NET_BACKENDS)}, got {b!r}")
@@ -414,21 +509,26 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
         limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
         n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
         t0 = time.perf_counter()
-        pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace, cycles,
-                                       progress)
+        if jobs > 1 and b in SHARDED_BACKENDS and n_img > 1:
+            pred, exact = _run_sharded(net, layers, b, X[:n_img], batch_size,
+                                       min(jobs, n_img), golden_out, trace, cycles)
+        else:
+            pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace,
+                                           cycles, progress)
+            if b == "golden":
+                golden_out = seen
+                for name, _ in layers:
+                    e, v = err[name]
+                    trace[name]["nmse"] = e / v if v > 0 else None
+            exact = {n: _same_bits(golden_out[n], seen[n]) for n, _ in layers
+                     if b in SHARDED_BACKENDS}
         seconds[b] = time.perf_counter() - t0
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
         if b == "golden":
             golden_pred = pred
-        for name, _ in layers:
-            if b == "golden":
-                golden_out[name] = seen[name]
-                e, v = err[name]
-                trace[name]["nmse"] = e / v if v > 0 else None
-            elif b in ("gpu", "rtl"):
-                g, o = golden_out[name][:seen[name].shape[0]], seen[name]
-                trace[name][f"{b}_bit_exact"] = bool(
-                    g.shape == o.shape and np.array_equal(g.view(np.uint32), o.view(np.uint32)))
+        elif b in SHARDED_BACKENDS:
+            for name, _ in layers:
+                trace[name][f"{b}_bit_exact"] = exact[name]
     rows = list(trace.values())
     # golden's accuracy on the images a limited backend ran, to compare like with like
     subset = {b: float((golden_pred[:n] == y[:n]).mean())

@@ -185,6 +185,9 @@ def register(group: click.Group) -> None:
     @click.option("--gpu-images", type=click.IntRange(min=1), default=None,
                   help="Images for gpu (default all; the Triton interpreter on CPU is slow).")
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+    @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Processes for the gpu and rtl passes (image shards, one "
+                       "accelerator each).")
     @click.option("--clock-mhz", type=float, default=None,
                   help="Clock for times and ops/s (default: the default chip's fmax, "
                        "docs/hardware.md).")
@@ -194,7 +197,7 @@ def register(group: click.Group) -> None:
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
                  backends: str, rtl_images: int | None, gpu_images: int | None,
-                 batch_size: int,
+                 batch_size: int, jobs: int,
                  clock_mhz: float | None, out: Path | None, as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
         from emulator.datasets import load_npy
@@ -221,7 +224,7 @@ def register(group: click.Group) -> None:
         net_model = apply_network(model, bundle)
         ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
                               gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock,
-                              progress=not as_json)
+                              jobs=jobs, progress=not as_json)
         if out is not None:
             atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
             plot_trace(ev, out / "trace.png")

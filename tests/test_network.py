@@ -126,6 +126,26 @@ def test_evaluate_gives_accuracy_per_backend_and_a_per_layer_trace() -> None:
         evaluate_network(net, X, y, backends=("tpu",))
 
 
+def test_jobs_shard_the_rtl_and_gpu_passes_over_processes() -> None:
+    net = halutize(_fresh(), _batches(), CFG, backend="golden")
+    X = _batches()[2][:7].numpy()
+    y = np.arange(7) % 5
+    one = evaluate_network(net, X, y, backends=("golden", "rtl"), batch_size=7)
+    two = evaluate_network(net, X, y, backends=("golden", "gpu", "rtl"), batch_size=7, jobs=2,
+                           gpu_images=3)
+    assert two["totals"]["accuracy"]["rtl"] == one["totals"]["accuracy"]["rtl"]
+    assert two["totals"]["images"] == {"golden": 7, "gpu": 3, "rtl": 7}
+    for a, b in zip(one["layers"], two["layers"], strict=True):
+        assert b["rtl_bit_exact"] and b["gpu_bit_exact"], b["layer"]
+        assert b["input_shape"] == a["input_shape"]
+        # two chips side by side: the same rows streamed, each shard loads its configuration
+        assert b["cycles_per_image"]["stream"] == pytest.approx(a["cycles_per_image"]["stream"])
+        assert b["cycles_per_image"]["writes"] == pytest.approx(
+            2 * a["cycles_per_image"]["writes"])
+    with pytest.raises(HalutError, match="jobs must be an integer >= 1"):
+        evaluate_network(net, X, y, backends=("rtl",), jobs=0)
+
+
 ZOO_SMALL: dict[str, dict] = {
     "lenet": {"in_channels": 1, "image_size": 8},
     "resnet8": {"in_channels": 3, "image_size": 8, "width": 8},
