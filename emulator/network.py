@@ -207,10 +207,33 @@ def _units(module: nn.Module) -> tuple[str, tuple[SavedModel, ...], dict[str, An
     raise HalutError(f"{type(module).__name__} is not a Halut layer")
 
 
+def _tensors(model: nn.Module) -> dict[str, Any]:
+    """Every parameter and buffer of ``model`` by qualified name (what bundle floats name)."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def _float_target(tensors: Mapping[str, Any], name: str, shape: Sequence[int]) -> Any:
+    """The model's parameter/buffer ``name``, checked to have ``shape`` (one line if not)."""
+    t = tensors.get(name)
+    if t is None:
+        raise HalutError(f"the bundle's float {name!r} is not a parameter or buffer of the "
+                         "model")
+    if tuple(t.shape) != tuple(shape):
+        raise HalutError(f"the bundle's float {name!r} has shape {tuple(shape)}, the model's "
+                         f"{tuple(t.shape)}")
+    return t
+
+
 def save_network(path: str | os.PathLike[str], model: nn.Module, *, source: str,
-                 config: NetConfig | None = None) -> Path:
+                 config: NetConfig | None = None,
+                 floats: Mapping[str, Any] | None = None) -> Path:
     """Write every Halut layer of ``model`` to the ``.halutnet`` bundle ``path`` (atomic);
-    ``source``: :func:`model_checksum` of the float model they were learned from."""
+    ``source``: :func:`model_checksum` of the float model they were learned from.
+    ``floats``: name -> torch.Tensor (or numpy array) of trained parameters/buffers that stay
+    in float (named as in ``model``, which must have them with the same shape), which
+    :func:`apply_network` loads back."""
+    import torch
+
     layers = []
     for name, m in model.named_modules():
         if isinstance(m, HALUT_MODULES):
@@ -221,16 +244,30 @@ def save_network(path: str | os.PathLike[str], model: nn.Module, *, source: str,
             layers.append(BundleLayer(name=name, kind=kind, units=units, geometry=geometry))
     if not layers:
         raise HalutError("the model has no Halut layers to save")
+    arrays: dict[str, np.ndarray] = {}
+    tensors = _tensors(model)
+    for name, value in (floats or {}).items():
+        try:
+            a = (value.detach().cpu().numpy() if isinstance(value, torch.Tensor)
+                 else np.asarray(value))
+        except (TypeError, RuntimeError) as exc:  # bfloat16 and the like
+            raise HalutError(f"float {name!r}: {one_line(exc)}") from None
+        _float_target(tensors, name, a.shape)
+        arrays[name] = a
     cfg = (config or NetConfig()).to_dict()
-    return save_bundle(path, NetworkBundle(layers=tuple(layers), source=source, config=cfg))
+    return save_bundle(path, NetworkBundle(layers=tuple(layers), source=source, config=cfg,
+                                           floats=arrays))
 
 
 def apply_network(model: nn.Module, bundle: str | os.PathLike[str] | NetworkBundle, *,
                   backend: str = "golden") -> nn.Module:
     """Put the layers of ``bundle`` into ``model`` (the float source model, freshly made):
     checks its parameter checksum against the bundle's, folds BatchNorm as the bundle's
-    config says, and swaps each named layer for its Halut module (one line naming what does
-    not fit). Returns the model (with folding, the folded copy)."""
+    config says, swaps each named layer for its Halut module, then copies the bundle's floats
+    into the parameters/buffers they name (one line naming what does not fit). Returns the
+    model (with folding, the folded copy)."""
+    import torch
+
     src = model_checksum(model)
     b = bundle if isinstance(bundle, NetworkBundle) else load_bundle(bundle, source=src)
     if b.source != src:  # a bundle object passed in: load_bundle did not check it
@@ -245,6 +282,11 @@ def apply_network(model: nn.Module, bundle: str | os.PathLike[str] | NetworkBund
         new = _module_for(layer, old, backend)
         parent_name, _, child = layer.name.rpartition(".")
         setattr(modules[parent_name] if parent_name else model, child, new)
+    tensors = _tensors(model)
+    targets = [(_float_target(tensors, name, a.shape), a) for name, a in b.floats.items()]
+    with torch.no_grad():
+        for t, a in targets:
+            t.copy_(torch.from_numpy(np.ascontiguousarray(a)).to(t.dtype))
     return model
 
 

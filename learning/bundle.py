@@ -8,12 +8,16 @@ A zip archive (written by numpy's ``savez``) with:
   ``config`` (the learning configuration, free-form JSON), ``layers`` (in network order:
   ``name``, ``kind``, ``geometry`` (free-form JSON), ``units``: the number of MADDNESS
   problems of the layer, one per group of a grouped convolution), ``created`` and
-  ``checksum``;
+  ``checksum``; optionally ``floats`` (``name``, ``dtype``, ``shape`` of each float array,
+  written only when there are any);
 * ``unit_<i>``: uint8 arrays, each the bytes of one ``.halut`` model file
-  (:mod:`learning.modelfile`, the float model and its program), units in layer order.
+  (:mod:`learning.modelfile`, the float model and its program), units in layer order;
+* ``float_<i>``: the parameters and buffers that stay in float and were trained (retraining),
+  by their name in the folded, swapped model, in the header's order (plain ``.npy``).
 
-The checksum is sha256 over the header without its ``checksum`` field (canonical JSON) and
-every unit's bytes, so nothing that affects results can change unnoticed; each unit is then
+The checksum is sha256 over the header without its ``checksum`` field (canonical JSON),
+every unit's bytes and every float array's bytes (a bundle without floats hashes exactly as
+before they existed), so nothing that affects results can change unnoticed; each unit is then
 validated as a model file of its own. The archive must be exactly what the writer wrote: no
 bytes before or after it (a second archive appended is refused). Every problem is one
 ``HalutError`` line naming the file.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import itertools
 import json
 import os
 import struct
@@ -51,9 +56,13 @@ FORMAT_NAME = "halut-net"
 FORMAT_VERSION = 1
 SUFFIX = ".halutnet"
 LAYER_KINDS = ("linear", "conv1d", "conv2d")
+FLOAT_DTYPES = ("float16", "float32", "float64", "int64")  # what a ``float_<i>`` may hold
 _EOCD = b"PK\x05\x06"  # zip end-of-central-directory record
 _MAX_HEADER = 16 << 20  # bytes of JSON a bundle header may hold
 _MAX_DEPTH = 32  # nesting of the header's JSON
+_MAX_FLOATS = 1 << 20  # float arrays a bundle may list
+_MAX_NAME = 1000  # characters of a float array's name
+_MAX_NDIM = 32  # dimensions of a float array
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,15 @@ class BundleLayer:
 
 @dataclass(frozen=True)
 class NetworkBundle:
-    """What :func:`load_bundle` returns (and :func:`save_bundle` writes)."""
+    """What :func:`load_bundle` returns (and :func:`save_bundle` writes). ``floats``:
+    parameter/buffer name in the folded, swapped model -> its trained float value (dtype one of
+    :data:`FLOAT_DTYPES`), for the layers that stay in float."""
 
     layers: tuple[BundleLayer, ...]
     source: str
     config: dict[str, Any] = field(default_factory=dict)
     header: dict[str, Any] = field(default_factory=dict)
+    floats: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def layer(self, name: str) -> BundleLayer:
         for layer in self.layers:
@@ -108,14 +120,42 @@ def source_checksum(params: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _digest(header: dict[str, Any], units: Sequence[bytes]) -> str:
+def _digest(header: dict[str, Any], units: Sequence[bytes],
+            floats: Sequence[np.ndarray] = ()) -> str:
     h = hashlib.sha256()
     body = {k: v for k, v in header.items() if k != "checksum"}
     h.update(json.dumps(body, sort_keys=True).encode("utf-8"))
-    for u in units:
+    for u in itertools.chain(units, (a.tobytes() for a in floats)):  # one at a time
         h.update(len(u).to_bytes(8, "little"))
         h.update(u)
     return h.hexdigest()
+
+
+def _check_float(name: str, a: np.ndarray, where: str) -> None:
+    """One line when a float array is not a finite array of an allowed dtype."""
+    if a.dtype.name not in FLOAT_DTYPES:
+        raise HalutError(f"{where}float {name[:80]!r} has dtype {a.dtype}, not one of "
+                         f"{', '.join(FLOAT_DTYPES)}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise HalutError(f"{where}float {name[:80]!r} holds NaN or infinite values")
+
+
+def _float_arrays(floats: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    out = []
+    for name, a in floats.items():
+        if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+            raise HalutError(f"a bundle float needs a name (a string of 1 to {_MAX_NAME} "
+                             f"characters), got {str(name)[:80]!r}")
+        if not isinstance(a, np.ndarray):
+            raise HalutError(f"float {name[:80]!r} is a {type(a).__name__}, not a numpy array")
+        _check_float(name, a, "")
+        if a.ndim > _MAX_NDIM:
+            raise HalutError(f"float {name[:80]!r} has {a.ndim} dimensions, more than "
+                             f"{_MAX_NDIM}")
+        out.append((name, a.astype(a.dtype.name, order="C", copy=False)))  # native order
+    if len(out) > _MAX_FLOATS:
+        raise HalutError(f"a bundle holds at most {_MAX_FLOATS} floats, got {len(out)}")
+    return out
 
 
 def bundle_bytes(bundle: NetworkBundle) -> bytes:
@@ -128,15 +168,21 @@ def bundle_bytes(bundle: NetworkBundle) -> bytes:
     if len(set(names)) != len(names):
         raise HalutError(f"layer names repeat in the bundle: {names}")
     units = [model_bytes(u.model, u.program) for layer in bundle.layers for u in layer.units]
-    header: dict[str, Any] = jsonable({
+    floats = _float_arrays(bundle.floats)
+    header: dict[str, Any] = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "source": str(bundle.source),
         "config": bundle.config,
         "layers": [{"name": layer.name, "kind": layer.kind, "geometry": layer.geometry,
                     "units": len(layer.units)} for layer in bundle.layers],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    header["checksum"] = _digest(header, units)
+    }
+    if floats:  # absent when empty: such a bundle is byte for byte what it was before floats
+        header["floats"] = [{"name": n, "dtype": a.dtype.name, "shape": list(a.shape)}
+                            for n, a in floats]
+    header = jsonable(header)
+    header["checksum"] = _digest(header, units, [a for _, a in floats])
     payload = {f"unit_{i}": np.frombuffer(u, dtype=np.uint8) for i, u in enumerate(units)}
+    payload.update({f"float_{i}": a for i, (_, a) in enumerate(floats)})
     payload["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"),
                                       dtype=np.uint8)
     buf = io.BytesIO()
@@ -203,6 +249,29 @@ def _check_header(h: Any, where: str) -> list[dict[str, Any]]:
     return layers
 
 
+def _check_floats_header(h: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The header's optional ``floats`` table (absent: none; the writer never writes it empty)."""
+    if "floats" not in h:
+        return []
+    floats = h["floats"]
+    if not isinstance(floats, list) or not 1 <= len(floats) <= _MAX_FLOATS:
+        raise HalutError(f"{where}: the header's 'floats' is not a list of 1 to {_MAX_FLOATS} "
+                         "entries")
+    seen = set()
+    for i, f in enumerate(floats):
+        shape = f.get("shape") if isinstance(f, dict) else None
+        ok = (isinstance(f, dict) and isinstance(f.get("name"), str)
+              and 1 <= len(f["name"]) <= _MAX_NAME and f.get("dtype") in FLOAT_DTYPES
+              and isinstance(shape, list) and len(shape) <= _MAX_NDIM
+              and all(type(n) is int and 0 <= n < 1 << 40 for n in shape))
+        if not ok:
+            raise HalutError(f"{where}: float entry {i} of the header is malformed")
+        if f["name"] in seen:
+            raise HalutError(f"{where}: float {f['name'][:80]!r} is listed twice")
+        seen.add(f["name"])
+    return floats
+
+
 def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> NetworkBundle:
     """Load and fully validate a ``.halutnet`` file; ``source``: the checksum of the model it
     must belong to (:func:`source_checksum`), checked when given. Every problem is one
@@ -226,8 +295,10 @@ def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> N
             if _depth(header) > _MAX_DEPTH:
                 raise HalutError(f"{where}: the header is nested too deeply")
             layers = _check_header(header, where)
+            float_entries = _check_floats_header(header, where)
             n_units = sum(layer["units"] for layer in layers)
-            want = {"header", *(f"unit_{i}" for i in range(n_units))}
+            want = {"header", *(f"unit_{i}" for i in range(n_units)),
+                    *(f"float_{i}" for i in range(len(float_entries)))}
             if set(npz.files) != want:
                 missing = sorted(want - set(npz.files))
                 extra = sorted(set(npz.files) - want)
@@ -239,6 +310,14 @@ def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> N
                 if arr.dtype != np.uint8 or arr.ndim != 1:
                     raise HalutError(f"{where}: unit {i} is not a byte array")
                 units.append(arr.tobytes())
+            floats: list[np.ndarray] = []
+            for i, f in enumerate(float_entries):
+                arr = npz[f"float_{i}"]
+                if arr.dtype != np.dtype(f["dtype"]) or list(arr.shape) != f["shape"]:
+                    raise HalutError(f"{where}: float {f['name'][:80]!r} is {arr.dtype} "
+                                     f"{list(arr.shape)} in the archive, {f['dtype']} "
+                                     f"{f['shape']} in its header")
+                floats.append(arr)
     except HalutError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -247,8 +326,10 @@ def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> N
     except Exception as exc:  # zip CRC errors, short reads, npy header damage, MemoryError
         raise HalutError(f"{where} is corrupt ({type(exc).__name__}: {str(exc)[:120]})"
                          ) from None
-    if _digest(header, units) != header["checksum"]:
+    if _digest(header, units, floats) != header["checksum"]:
         raise HalutError(f"{where} is corrupt: checksum mismatch (changed after writing)")
+    for f, arr in zip(float_entries, floats, strict=True):
+        _check_float(f["name"], arr, f"{where}: ")
     if source is not None and header["source"] != source:
         raise HalutError(f"{where} was learned from another model (its source checksum "
                          f"{header['source'][:12]}... is not this model's {source[:12]}...)")
@@ -266,4 +347,5 @@ def load_bundle(path: str | os.PathLike[str], *, source: str | None = None) -> N
         out.append(BundleLayer(name=layer["name"], kind=layer["kind"], units=tuple(saved),
                                geometry=layer["geometry"]))
     return NetworkBundle(layers=tuple(out), source=header["source"], config=header["config"],
-                         header=header)
+                         header=header,
+                         floats={f["name"]: a for f, a in zip(float_entries, floats, strict=True)})

@@ -145,7 +145,7 @@ def quantize_lut(model: HalutModel, lut_format: str
 
 
 def quantize(model: HalutModel, threshold_format: str = "fp16",
-             lut_format: str = "int8") -> HardwareProgram:
+             lut_format: str = "int8", *, input_scale: float | None = None) -> HardwareProgram:
     """Quantize ``model`` into a hardware program (see the module docstring).
 
     Parameters
@@ -153,6 +153,8 @@ def quantize(model: HalutModel, threshold_format: str = "fp16",
     model : HalutModel
     threshold_format : "fp16" or "int8" (features and thresholds)
     lut_format : "int8" or "fp16"
+    input_scale : int8 thresholds only: this input scale instead of the one chosen from the
+        calibration rows (retraining keeps a layer's scale fixed while its thresholds move)
 
     Returns
     -------
@@ -169,7 +171,10 @@ def quantize(model: HalutModel, threshold_format: str = "fp16",
         thr = fp16_thresholds(model.thresholds)
         input_scale = 1.0
     else:
-        input_scale = choose_input_scale(model)
+        if input_scale is None:
+            input_scale = choose_input_scale(model)
+        elif not (np.isfinite(input_scale) and input_scale > 0):
+            raise HalutError(f"input_scale must be finite and > 0, got {input_scale}")
         thr = int8_thresholds(model.thresholds, input_scale)
     lut, scale, bias = quantize_lut(model, lut_format)
     return HardwareProgram(dims=model.dims, thresholds=thr, lut=lut, scale=scale, bias=bias,
