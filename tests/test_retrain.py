@@ -96,7 +96,7 @@ def test_the_trainable_forward_is_golden_bit_for_bit(formats: tuple[str, str]) -
             h.remove()
     twins = _twins(net)
     net.train()
-    net.bn.eval()  # the same BatchNorm statistics as the reference pass
+    net.get_submodule("bn").eval()  # the same BatchNorm statistics as the reference pass
     got: dict[str, np.ndarray] = {}
     hooks = [t.register_forward_hook(
         lambda mod, a, o, n=n: got.__setitem__(n, o.detach().numpy().copy()))
@@ -108,6 +108,7 @@ def test_the_trainable_forward_is_golden_bit_for_bit(formats: tuple[str, str]) -
     # the program each unit quantizes to is the one the Halut module holds
     for t in twins:
         mod = t.module
+        assert isinstance(mod, (HalutLinear, HalutConv2d))
         progs = [mod.program] if isinstance(mod, HalutLinear) else mod.programs
         for u, p in zip(t.units, progs, strict=True):
             assert isinstance(u, HalutUnit)
@@ -146,10 +147,9 @@ def test_gradients_reach_luts_thresholds_inputs_and_float_layers() -> None:
 def test_conv1d_twin_matches_golden() -> None:
     torch.manual_seed(1)
     conv = nn.Conv1d(4, 6, 3, padding="same", padding_mode="circular", groups=2)
-    net = nn.Sequential(conv).eval()
     xs = [torch.randn(8, 4, 10) for _ in range(2)]
-    net = halutize(net, xs, NetConfig(C=2, K=4, fold_bn=False))
-    assert isinstance(net[0], HalutConv1d)
+    net = halutize(nn.Sequential(conv).eval(), xs, NetConfig(C=2, K=4, fold_bn=False))
+    assert isinstance(net.get_submodule("0"), HalutConv1d)
     with torch.no_grad():
         ref = net(xs[0]).numpy()
     _twins(net)
