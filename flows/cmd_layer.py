@@ -267,15 +267,18 @@ def register(group: click.Group) -> None:
                   help="Test images run on the RTL (default: all).")
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Random seed (>= 0).")
+    @click.option("--retrain-epochs", type=click.IntRange(min=0), default=None,
+                  help="Retraining epochs (default: docs/retrain.md's; 0: none).")
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     def demo_cmd(fast: bool, out: Path, rtl_images: int | None, seed: int,
-                 as_json: bool) -> None:
+                 retrain_epochs: int | None, as_json: bool) -> None:
         """Train the zoo's ResNet-8 on scikit-learn's digits, replace every layer with Halut
-        layers on one chip, and compare accuracy, bit-exactness and cycles per backend."""
+        layers on one chip, retrain them, and compare accuracy, bit-exactness and cycles per
+        backend."""
         from flows.demo import DemoConfig, format_report, run_demo
 
         cfg = DemoConfig(out=out, fast=fast, seed=seed, rtl_images=rtl_images,
-                         progress=not as_json)
+                         retrain_epochs=retrain_epochs, progress=not as_json)
         report = run_demo(cfg)
         if as_json:
             emit_json(report.to_dict())

@@ -1,7 +1,10 @@
-"""``halut net learn|eval|info``: whole networks (docs/network.md).
+"""``halut net learn|retrain|eval|info``: whole networks (docs/network.md, docs/retrain.md).
 
 * ``learn``: a model (``--model SPEC``, optional ``--state-dict``) and calibration inputs ->
   a ``.halutnet`` bundle with every chosen Linear/Conv layer learned and quantized;
+* ``retrain``: a bundle, its model and labelled data -> a new bundle whose Halut layers (and
+  float parameters) were retrained (:func:`emulator.retrain.retrain`), with golden accuracy
+  before and after;
 * ``eval``: the bundle on the model, accuracy per backend and the per-layer trace (table,
   ``--json``, ``-o DIR`` for trace.json and trace.png);
 * ``info``: what a bundle holds.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,65 @@ def _model(spec: str, state_dict: Path | None, args: tuple[str, ...]) -> Any:
     return model.eval()
 
 
+def _load_data(model: Any, data: Path, labels: Path | None = None, *,
+               classes: bool = False, sample_shape: tuple[int, ...] | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (and labels) from .npy files, checked against ``model``: it must take their
+    samples; with ``classes``, it must be a classifier with an (N, classes) output and every
+    label must be one of its classes."""
+    from emulator.datasets import check_labels, load_npy
+    from emulator.network import check_model_input
+
+    X, y = load_npy(data, labels, sample_shape=sample_shape)
+    check_model_input(model, X)
+    if classes and y is not None:
+        import torch
+
+        with torch.no_grad():
+            out = model.eval()(torch.from_numpy(np.ascontiguousarray(X[:1])))
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise HalutError(f"retraining needs a classifier with (N, classes) outputs; the "
+                             f"model returns {shape}")
+        y = check_labels(y, str(labels), n=X.shape[0], num_classes=int(out.shape[1]))
+    return X, y
+
+
+def _accuracy(net: Any, X: np.ndarray, y: np.ndarray, batch_size: int, what: str,
+              progress: bool) -> dict[str, Any]:
+    """Accuracy of the float and golden backends on ``X``, ``y`` (the Halut modules'
+    backends restored afterwards)."""
+    from emulator.modules import HALUT_MODULES
+    from emulator.network import evaluate_network
+
+    halut = [m for m in net.modules() if isinstance(m, HALUT_MODULES)]
+    was = [m.backend for m in halut]
+    try:
+        ev = evaluate_network(net, X, y, backends=("float", "golden"), batch_size=batch_size,
+                              progress=progress)
+    finally:
+        for m, b in zip(halut, was, strict=True):
+            m.backend = b
+    return {"data": what, "images": int(X.shape[0]), **ev["totals"]["accuracy"]}
+
+
+class _RetrainOption(click.Option):
+    """An option whose default is :class:`emulator.retrain.RetrainConfig`'s field of the same
+    name: the value is None when not given, and ``--help`` shows the dataclass's default
+    (imported only then: torch is slow to import)."""
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        from emulator.retrain import RetrainConfig
+
+        extra = super().get_help_extra(ctx)
+        value = getattr(RetrainConfig(), str(self.name))
+        if isinstance(value, bool):
+            extra["default"] = (self.opts if value else self.secondary_opts)[0]
+        else:
+            extra["default"] = str(value)
+        return extra
+
+
 def _overrides(items: tuple[str, ...]) -> dict[str, int]:
     """``LAYER:C=8`` items -> {LAYER: 8}."""
     out: dict[str, int] = {}
@@ -61,7 +124,8 @@ def register(group: click.Group) -> None:
 
     @group.group("net")
     def net() -> None:
-        """Whole networks: learn every layer into a bundle, evaluate it per backend."""
+        """Whole networks: learn every layer into a bundle, retrain it, evaluate it per
+        backend."""
 
     def model_opt(fn: Any) -> Any:
         fn = click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
@@ -73,6 +137,14 @@ def register(group: click.Group) -> None:
                              default=None, help="Float weights (.pt, weights_only).")
     data_opt = click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
                             required=True, help="Inputs X.npy (float32, N first).")
+    labels_opt = click.option("--labels", type=click.Path(dir_okay=False, path_type=Path),
+                              required=True, help="Labels y.npy (int, N).")
+    bundle_arg = click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+    output_opt = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                              required=True, help="The bundle to write (.halutnet), atomically.")
+
+    def json_opt(what: str) -> Any:
+        return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
 
     @net.command("learn")
     @model_opt
@@ -97,9 +169,8 @@ def register(group: click.Group) -> None:
     @click.option("--lut-format", type=click.Choice(LUT_FORMATS), default="int8",
                   show_default=True)
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                  required=True, help="The bundle to write (.halutnet), atomically.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @output_opt
+    @json_opt("the report")
     def learn_cmd(spec: str, model_args: tuple[str, ...], state_dict: Path | None, data: Path,
                   layers: tuple[str, ...],
                   C: int, K: int, sets: tuple[str, ...], schedule: str, rows: int,
@@ -108,22 +179,14 @@ def register(group: click.Group) -> None:
         """Learn and quantize every chosen layer of a network into a .halutnet bundle."""
         import torch
 
-        from emulator.datasets import load_npy
-        from emulator.network import (
-            NetConfig,
-            check_model_input,
-            halutize,
-            model_checksum,
-            save_network,
-        )
+        from emulator.network import NetConfig, halutize, model_checksum, save_network
 
         check_writable(output, "bundle")  # before any work
         cfg = NetConfig(C=C, K=K, threshold_format=threshold_format, lut_format=lut_format,
                         overrides=_overrides(sets), rows=rows, schedule=schedule,  # type: ignore[arg-type]
                         fold_bn=not no_fold_bn, seed=seed)
         model = _model(spec, state_dict, model_args)
-        X, _ = load_npy(data)
-        check_model_input(model, X)
+        X, _ = _load_data(model, data)
         src = model_checksum(model)
         batches = [torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size]))
                    for i in range(0, X.shape[0], batch_size)]
@@ -145,8 +208,8 @@ def register(group: click.Group) -> None:
         click.echo(f"wrote {output} ({len(per_layer)} layers)")
 
     @net.command("info")
-    @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+    @bundle_arg
+    @json_opt("it")
     def info_cmd(bundle: Path, as_json: bool) -> None:
         """Describe a .halutnet bundle: its layers, their shapes and formats, the config."""
         from learning.bundle import load_bundle
@@ -172,12 +235,11 @@ def register(group: click.Group) -> None:
         click.echo(f"config: {json.dumps(b.config, sort_keys=True)}")
 
     @net.command("eval")
-    @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+    @bundle_arg
     @model_opt
     @state_opt
     @data_opt
-    @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="Labels y.npy (int, N).")
+    @labels_opt
     @click.option("--backend", "backends", default="float,golden", show_default=True,
                   help="Comma-separated: float, golden, gpu, rtl.")
     @click.option("--rtl-images", type=click.IntRange(min=1), default=None,
@@ -193,18 +255,16 @@ def register(group: click.Group) -> None:
                        "docs/hardware.md).")
     @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
                   default=None, help="Folder for trace.json and trace.png.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+    @json_opt("the trace")
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
                  backends: str, rtl_images: int | None, gpu_images: int | None,
                  batch_size: int, jobs: int,
                  clock_mhz: float | None, out: Path | None, as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
-        from emulator.datasets import load_npy
         from emulator.network import (
             DEFAULT_CLOCK_MHZ,
             apply_network,
-            check_model_input,
             evaluate_network,
             format_trace,
             plot_trace,
@@ -218,9 +278,8 @@ def register(group: click.Group) -> None:
             out.mkdir(parents=True, exist_ok=True)
             check_writable(out / "trace.json", "trace")
         model = _model(spec, state_dict, model_args)
-        X, y = load_npy(data, labels)
+        X, y = _load_data(model, data, labels)
         assert y is not None
-        check_model_input(model, X)
         net_model = apply_network(model, bundle)
         ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
                               gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock,
@@ -233,3 +292,86 @@ def register(group: click.Group) -> None:
             return
         for line in format_trace(ev):
             click.echo(line)
+
+    @net.command("retrain")
+    @bundle_arg
+    @model_opt
+    @state_opt
+    @data_opt
+    @labels_opt
+    @click.option("--val-data", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Validation inputs Xv.npy (with --val-labels).")
+    @click.option("--val-labels", type=click.Path(dir_okay=False, path_type=Path),
+                  default=None, help="Validation labels yv.npy (with --val-data).")
+    @click.option("--epochs", cls=_RetrainOption, type=click.IntRange(min=1), default=None,
+                  help="Passes over the data (layerwise: per layer).")
+    @click.option("--schedule", cls=_RetrainOption, type=click.Choice(["all", "layerwise"]),
+                  default=None, help="Every layer at once, or layer after layer.")
+    @click.option("--lr", cls=_RetrainOption, type=float, default=None,
+                  help="Adam's step, relative to each Halut layer's spreads.")
+    @click.option("--batch-size", cls=_RetrainOption, type=click.IntRange(min=1),
+                  default=None, help="Training and evaluation batch.")
+    @click.option("--temperature", cls=_RetrainOption, type=float, default=None,
+                  help="The encoder relaxation's first temperature.")
+    @click.option("--temperature-end", cls=_RetrainOption, type=float, default=None,
+                  help="Its last temperature (annealed geometrically).")
+    @click.option("--train-float/--no-train-float", "train_float", cls=_RetrainOption,
+                  default=None, help="Also train the parameters that stay in float.")
+    @click.option("--seed", cls=_RetrainOption, type=click.IntRange(min=0), default=None,
+                  help="Seeds the batches' order.")
+    @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
+                  default=None, help="Checkpoint folder: retrain.pt is written there every "
+                                     "epoch, and resumed from when it is there.")
+    @output_opt
+    @json_opt("the report")
+    def retrain_cmd(bundle: Path, spec: str, model_args: tuple[str, ...],
+                    state_dict: Path | None, data: Path, labels: Path, val_data: Path | None,
+                    val_labels: Path | None, resume: Path | None, output: Path,
+                    as_json: bool, **options: Any) -> None:
+        """Retrain a bundle's Halut layers on labelled data into a new .halutnet bundle."""
+        from emulator.network import NetConfig, apply_network, model_checksum, save_network
+        from emulator.retrain import CHECKPOINT_NAME, RetrainConfig, float_state, retrain
+        from learning.bundle import load_bundle
+
+        t0 = time.perf_counter()
+        if (val_data is None) != (val_labels is None):
+            raise HalutError("--val-data and --val-labels go together: give both or neither")
+        cfg = RetrainConfig(**{k: v for k, v in options.items() if v is not None})
+        check_writable(output, "bundle")  # before any work
+        if resume is not None:
+            check_writable(resume / CHECKPOINT_NAME, "checkpoint")
+        model = _model(spec, state_dict, model_args)
+        X, y = _load_data(model, data, labels, classes=True)
+        assert y is not None
+        val = None
+        if val_data is not None:
+            Xv, yv = _load_data(model, val_data, val_labels, classes=True,
+                                sample_shape=X.shape[1:])
+            assert yv is not None
+            val = (Xv, yv)
+        src = model_checksum(model)  # of the float source, before the layers are swapped
+        b = load_bundle(bundle, source=src)
+        net_model = apply_network(model, b)
+        what, Xe, ye = ("validation", *val) if val is not None else ("training", X, y)
+        before = _accuracy(net_model, Xe, ye, cfg.batch_size, what, not as_json)
+        hist: list[dict[str, Any]] = []
+        retrain(net_model, (X, y), cfg, val=val, checkpoint_dir=resume, history=hist,
+                progress=not as_json)
+        after = _accuracy(net_model, Xe, ye, cfg.batch_size, what, not as_json)
+        save_network(output, net_model, source=src, config=NetConfig.from_dict(b.config),
+                     floats=float_state(net_model) or None)
+        seconds = time.perf_counter() - t0
+        if as_json:
+            emit_json({"bundle": str(output), "before": before, "after": after,
+                       "history": hist, "config": cfg.to_dict(), "seconds": seconds})
+            return
+        for r in hist:
+            val_acc = r.get("val_accuracy")
+            click.echo(f"{r.get('layer') or 'all':<20} epoch {r['epoch'] + 1}/{cfg.epochs} "
+                       f"loss {r['loss']:.4f} train {r['train_accuracy']:.4f} "
+                       + ("" if val_acc is None else f"val {val_acc:.4f} ")
+                       + f"{r['seconds']:.1f} s")
+        for label, acc in (("before", before), ("after", after)):
+            click.echo(f"{label:<6} golden {acc['golden']:.4f}  float {acc['float']:.4f}  "
+                       f"({acc['data']}, {acc['images']} images)")
+        click.echo(f"wrote {output} ({seconds:.1f} s)")

@@ -5,12 +5,14 @@
    on CPU, seeded.
 2. Replace **every** convolution and the classifier (10 layers) with Halut layers
    (``emulator.network.halutize``: BatchNorm folded first, every layer learned from the float
-   network's activations on the training set; no retraining) and save the bundle.
-3. Test-set accuracy on ``float``, ``golden``, ``gpu`` and ``rtl`` (every layer on one chip,
+   network's activations on the training set).
+3. Retrain them (``emulator.retrain.retrain``: the hardware's forward, straight-through
+   gradients) on the training set, golden test accuracy before and after; save the bundle.
+4. Test-set accuracy on ``float``, ``golden``, ``gpu`` and ``rtl`` (every layer on one chip,
    the default configuration; rtl on a subset when asked) and the per-layer trace
    (``emulator.network.evaluate_network``): NMSE against the float layer, gpu and rtl
    bit-exact with golden on every element, rtl cycles per image, network totals.
-4. ``demo.json``, ``demo.png`` and ``net.halutnet`` in the output folder.
+5. ``demo.json``, ``demo.png`` and ``net.halutnet`` in the output folder.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class DemoConfig:
     gpu_images: int | None = 64
     #: test images in fast mode (every backend)
     fast_images: int = 48
+    #: retraining epochs (None: RetrainConfig's default; 0: no retraining); fast mode: one
+    #: epoch on the first ``fast_retrain_images`` training images
+    retrain_epochs: int | None = None
+    fast_retrain_images: int = 256
     progress: bool = True
     use_cache: bool = True
 
@@ -72,6 +78,8 @@ class DemoConfig:
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise HalutError(f"demo {name} must be >= 1, got {v}")
+        if self.retrain_epochs is not None and int(self.retrain_epochs) < 0:
+            raise HalutError(f"demo retrain_epochs must be >= 0, got {self.retrain_epochs}")
 
 
 def load_digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -155,6 +163,7 @@ class DemoReport:
     rtl_images: int
     gpu_images: int
     accuracy: dict[str, float]
+    retraining: dict[str, Any]
     bit_identical: dict[str, bool]
     layers: list[dict[str, Any]]
     totals: dict[str, Any]
@@ -174,6 +183,33 @@ def check_out_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _retrain(hnet: nn.Module, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray,
+             yte: np.ndarray, cfg: DemoConfig, secs: dict[str, float]) -> dict[str, Any]:
+    """Retrain the Halut layers in place (unless ``retrain_epochs`` is 0): golden test
+    accuracy before and after, the epochs' history."""
+    from emulator.network import evaluate_network
+    from emulator.retrain import RetrainConfig, retrain
+
+    def golden_accuracy() -> float:
+        ev = evaluate_network(hnet, Xte, yte, backends=("golden",), batch_size=512)
+        return float(ev["totals"]["accuracy"]["golden"])
+
+    before = golden_accuracy()
+    epochs = RetrainConfig().epochs if cfg.retrain_epochs is None else int(cfg.retrain_epochs)
+    if cfg.fast:
+        epochs = min(epochs, 1)
+        Xtr, ytr = Xtr[:cfg.fast_retrain_images], ytr[:cfg.fast_retrain_images]
+    if epochs == 0:
+        return {"epochs": 0, "golden_before": before, "golden_after": before}
+    t0 = time.perf_counter()
+    hist: list[dict[str, Any]] = []
+    retrain(hnet, (Xtr, ytr), RetrainConfig(epochs=epochs, seed=cfg.seed), history=hist,
+            progress=cfg.progress)
+    secs["retrain"] = round(time.perf_counter() - t0, 2)
+    return {"epochs": epochs, "train_images": int(len(ytr)), "golden_before": before,
+            "golden_after": golden_accuracy(), "history": hist}
+
+
 def run_demo(cfg: DemoConfig) -> DemoReport:
     """The whole demo; writes ``demo.json``, ``demo.png`` and ``net.halutnet`` to
     ``cfg.out``."""
@@ -185,6 +221,7 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
         plot_trace,
         save_network,
     )
+    from emulator.retrain import float_state
 
     t_all = time.perf_counter()
     check_out_dir(cfg.out)  # before minutes of training and runs, not after
@@ -208,7 +245,9 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     learned: dict[str, Any] = {}
     hnet = halutize(net, batches, ncfg, report=learned)
     secs["learn"] = round(time.perf_counter() - t0, 2)
-    bundle = save_network(cfg.out / "net.halutnet", hnet, source=source, config=ncfg)
+    retraining = _retrain(hnet, Xtr, ytr, Xte, yte, cfg, secs)
+    bundle = save_network(cfg.out / "net.halutnet", hnet, source=source, config=ncfg,
+                          floats=float_state(hnet) or None)
 
     n_rtl = len(yte) if cfg.rtl_images is None else min(len(yte), int(cfg.rtl_images))
     n_gpu = n_rtl if cfg.gpu_images is None else min(len(yte), int(cfg.gpu_images), n_rtl)
@@ -222,7 +261,7 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         training={**training, "train_images": int(len(ytr)), "folded": learned.get("_fold")},
         test_images=int(len(yte)), rtl_images=int(n_rtl), gpu_images=int(n_gpu),
-        accuracy=ev["totals"]["accuracy"],
+        accuracy=ev["totals"]["accuracy"], retraining=retraining,
         bit_identical={"gpu_vs_golden": all(r["gpu_bit_exact"] for r in ev["layers"]),
                        "rtl_vs_golden": all(r["rtl_bit_exact"] for r in ev["layers"])},
         layers=ev["layers"], totals=ev["totals"], seconds=secs)
@@ -244,6 +283,12 @@ def format_report(r: DemoReport) -> str:
              f"net {how}; "
              f"{len(r.layers)} layers replaced on one chip", ""]
     lines += format_trace({"layers": r.layers, "totals": r.totals})
+    rt = r.retraining
+    if rt.get("epochs"):
+        lines.append(f"retraining ({rt['epochs']} epochs, {r.seconds.get('retrain', 0):.1f} s): "
+                     f"golden {100 * rt['golden_before']:.2f} % -> "
+                     f"{100 * rt['golden_after']:.2f} % (float "
+                     f"{100 * r.accuracy.get('float', 0.0):.2f} %)")
     lines += ["bit-identical with golden on every layer: " + ", ".join(
         f"{k.split('_')[0]}: {'yes' if v else 'NO'}" for k, v in r.bit_identical.items()),
         f"files: {r.files.get('plot')}, {r.files.get('json')}, {r.files.get('bundle')}",

@@ -81,3 +81,108 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["net", "eval", net, *ARGS, "--data", str(x), "--labels",
                                   str(bad_y)])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1
+
+
+def _learned(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """X.npy, y.npy, w.pt and a bundle of conv1, conv2 and fc3 (fc1, fc2 stay float)."""
+    x, y, w = _files(tmp_path)
+    net = tmp_path / "net.halutnet"
+    r = CliRunner().invoke(main, ["net", "learn", *ARGS, "--state-dict", str(w), "--data",
+                                  str(x), "-C", "4", "-K", "16", "--layers", "conv*",
+                                  "--layers", "fc3", "-o", str(net)])
+    assert r.exit_code == 0, r.output
+    return x, y, w, net
+
+
+def test_retrain_writes_a_bundle_that_evaluates(tmp_path: Path) -> None:
+    from learning.bundle import load_bundle
+
+    x, y, w, net = _learned(tmp_path)
+    xv, yv = tmp_path / "Xv.npy", tmp_path / "yv.npy"
+    rng = np.random.default_rng(1)
+    np.save(xv, rng.standard_normal((8, 1, 8, 8)).astype(np.float32))
+    np.save(yv, rng.integers(0, 10, 8))
+    out = tmp_path / "sub" / "net2.halutnet"
+    r = CliRunner().invoke(main, ["net", "retrain", str(net), *ARGS, "--state-dict", str(w),
+                                  "--data", str(x), "--labels", str(y), "--val-data", str(xv),
+                                  "--val-labels", str(yv), "--epochs", "1", "--batch-size",
+                                  "8", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["bundle"] == str(out) and rep["seconds"] > 0
+    assert rep["config"]["epochs"] == 1 and rep["config"]["batch_size"] == 8
+    assert rep["config"]["lr"] == 0.01  # RetrainConfig's default
+    for when in ("before", "after"):
+        assert rep[when]["data"] == "validation" and rep[when]["images"] == 8
+        assert 0 <= rep[when]["golden"] <= 1 and 0 <= rep[when]["float"] <= 1
+    assert [h["epoch"] for h in rep["history"]] == [0]
+    assert "val_accuracy" in rep["history"][0] and "loss" in rep["history"][0]
+    b = load_bundle(out)
+    assert [layer.name for layer in b.layers] == ["conv1", "conv2", "fc3"]
+    assert "fc1.weight" in b.floats  # the float layers were trained too
+    assert all(u.model is not None and u.model.stats.get("retrained")
+               for layer in b.layers for u in layer.units)
+    r = CliRunner().invoke(main, ["net", "eval", str(out), *ARGS, "--state-dict", str(w),
+                                  "--data", str(xv), "--labels", str(yv), "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
+    assert ev["totals"]["accuracy"]["golden"] == rep["after"]["golden"]
+
+
+def test_retrain_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from learning.bundle import load_bundle
+
+    x, y, w, net = _learned(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    out1, out2 = tmp_path / "a.halutnet", tmp_path / "b.halutnet"
+    args = ["net", "retrain", str(net), *ARGS, "--state-dict", str(w), "--data", str(x),
+            "--labels", str(y), "--epochs", "1", "--batch-size", "12", "--no-train-float",
+            "--resume", str(ckpt)]
+    r = CliRunner().invoke(main, [*args, "-o", str(out1), "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    assert (ckpt / "retrain.pt").is_file()
+    assert first["config"]["train_float"] is False
+    assert first["before"]["data"] == "training" and first["before"]["images"] == 24
+    r = CliRunner().invoke(main, [*args, "-o", str(out2), "--json"])  # all epochs done
+    assert r.exit_code == 0, r.output
+    second = json.loads(r.stdout)
+    assert second["history"] == first["history"]
+    assert second["after"] == first["after"]
+    a, b = load_bundle(out1), load_bundle(out2)  # the same arrays (not bytes: timestamps)
+    assert sorted(a.floats) == sorted(b.floats)
+    assert all(np.array_equal(a.floats[k], b.floats[k]) for k in a.floats)
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        for ua, ub in zip(la.units, lb.units, strict=True):
+            assert ua.program is not None and ub.program is not None
+            for f in ("thresholds", "lut", "scale", "bias"):
+                assert np.array_equal(getattr(ua.program, f), getattr(ub.program, f))
+    r = CliRunner().invoke(main, [*args, "-o", str(out2)])  # the human summary
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/1" in r.stdout and "before" in r.stdout and f"wrote {out2}" in r.stdout
+
+
+def test_retrain_bad_inputs_are_one_line(tmp_path: Path) -> None:
+    x, y, w, net = _learned(tmp_path)
+    bad_y = tmp_path / "bad_y.npy"
+    np.save(bad_y, np.full(24, 99))
+    out = tmp_path / "out.halutnet"
+    base = ["net", "retrain", str(net), *ARGS, "--data", str(x), "--epochs", "1"]
+    good = [*base, "--state-dict", str(w), "--labels", str(y)]
+    cases = [
+        ([*good, "-o", str(x / "n.halutnet")], "is not a folder", None),
+        ([*good, "--val-data", str(x), "-o", str(out)], "--val-labels", out),
+        ([*good, "--val-labels", str(y), "-o", str(out)], "--val-data", out),
+        ([*base, "--state-dict", str(w), "--labels", str(bad_y), "-o", str(out)],
+         "outside [0, 10)", out),
+        ([*good, "--val-data", str(x), "--val-labels", str(bad_y), "-o", str(out)],
+         "outside [0, 10)", out),
+        ([*good, "--lr", "0", "-o", str(out)], "lr must be", out),
+        ([*good, "--resume", str(x / "ck"), "-o", str(out)], "is not a folder", out),
+        ([*base, "--labels", str(y), "-o", str(out)], "learned from another model", out),
+    ]
+    for args, message, written in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, (args, r.output)
+        assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert written is None or not written.exists(), args

@@ -26,6 +26,9 @@ def test_demo_fast_reports_accuracy_bit_identity_cycles_and_writes_files(tmp_pat
     assert rep["bit_identical"] == {"gpu_vs_golden": True, "rtl_vs_golden": True}
     assert rep["rtl_images"] == 8 and rep["gpu_images"] == 8
     assert rep["accuracy"]["golden"] >= rep["accuracy"]["float"] - 0.10
+    rt = rep["retraining"]  # one epoch on 256 training images; the bundle is the retrained net
+    assert rt["epochs"] == 1 and rt["train_images"] == 256 and len(rt["history"]) == 1
+    assert rt["golden_after"] == rep["accuracy"]["golden"]
     # every conv and the classifier of the ResNet-8, on one chip (C=32: passes above it)
     assert len(rep["layers"]) == 10 and rep["layers"][-1]["layer"] == "fc"
     for layer in rep["layers"]:
