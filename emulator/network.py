@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import io
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,7 +42,7 @@ from torch import nn
 
 from emulator.cycles import CycleReport
 from emulator.modules import HALUT_MODULES, HalutConv1d, HalutConv2d, HalutLinear
-from learning.atomic import atomic_write_bytes
+from learning.atomic import atomic_write_bytes, atomic_write_text
 from learning.bundle import BundleLayer, NetworkBundle, load_bundle, save_bundle, source_checksum
 from learning.conv import Conv1dGeometry, Conv2dGeometry, geometry_from_dict
 from learning.errors import HalutError, one_line
@@ -368,29 +370,107 @@ def _layer_meta(name: str, m: nn.Module) -> dict[str, Any]:
             "lut_bytes": int(lut_bytes)}
 
 
-#: one pass: predictions, every Halut layer's outputs, (golden) squared errors vs float
-_Pass = tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]]]
+#: images per batch record: an image's output of a layer is known by its digest
+_DIGEST_BYTES = 16
+EVAL_RECORD_VERSION = 1
 
 
-def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
-                 X: np.ndarray, batch_size: int, trace: dict[str, dict[str, Any]],
-                 cycles: dict[str, CycleReport | None], progress: bool) -> _Pass:
-    """One backend over ``X``: predictions, every Halut layer's outputs, and (golden) the
-    squared error against the float layer on the same inputs; rtl cycles add up."""
+def _digest(a: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=_DIGEST_BYTES
+                           ).hexdigest()
+
+
+@dataclass
+class _Batch:
+    """What one batch of one backend's pass leaves behind (all a resumed run needs): the
+    predictions, every Halut layer's per-image output digests, its input/output shapes, its
+    rtl cycles, and (golden) the squared error against the float layer and the variance."""
+
+    lo: int
+    hi: int
+    pred: list[int]
+    digests: dict[str, list[str]]
+    shapes: dict[str, list[list[int]]]
+    cycles: dict[str, dict[str, int] | None]
+    err: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _EvalStore:
+    """Batch records of an evaluation in a resume folder, one JSON file per backend and image
+    range, each with the run's fingerprint and its own checksum: a record that does not
+    verify (damaged, of another network, data or batch size) is computed again."""
+
+    def __init__(self, root: Path, fingerprint: str) -> None:
+        self.root, self.fingerprint = root, fingerprint
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, backend: str, lo: int, hi: int) -> Path:
+        return self.root / f"{backend}_{lo:09d}_{hi:09d}.json"
+
+    @staticmethod
+    def _sum(body: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def load(self, backend: str, lo: int, hi: int, names: Sequence[str]) -> _Batch | None:
+        path = self._path(backend, lo, hi)
+        try:
+            if not path.is_file() or path.stat().st_size > 64 << 20:
+                return None
+            doc = json.loads(path.read_text())
+            body = doc["record"]
+            if (doc.get("version") != EVAL_RECORD_VERSION
+                    or doc.get("fingerprint") != self.fingerprint
+                    or doc.get("checksum") != self._sum(body)):
+                return None
+            rec = _Batch(**body)
+            if (rec.lo, rec.hi) != (lo, hi) or len(rec.pred) != hi - lo or sorted(
+                    rec.digests) != sorted(names):
+                return None
+            return rec
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, AttributeError):
+            return None  # damaged: computed again
+
+    def save(self, backend: str, rec: _Batch) -> None:
+        body = rec.to_dict()
+        atomic_write_text(self._path(backend, rec.lo, rec.hi), json.dumps(
+            {"version": EVAL_RECORD_VERSION, "fingerprint": self.fingerprint,
+             "checksum": self._sum(body), "record": body}))
+
+
+def _fingerprint(net: nn.Module, X: np.ndarray, batch_size: int) -> str:
+    """What an evaluation's batch records depend on: every tensor of the network (programs
+    included), the images and the batch size."""
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items():
+        if hasattr(v, "detach"):
+            h.update(k.encode() + b"\0" + str(v.dtype).encode() + str(tuple(v.shape)).encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(np.ascontiguousarray(X).tobytes())
+    h.update(str((X.shape, batch_size)).encode())
+    return h.hexdigest()
+
+
+def _run_batches(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
+                 X: np.ndarray, lo: int, hi: int, batch_size: int, store: _EvalStore | None,
+                 progress: bool) -> list[_Batch]:
+    """Images ``[lo, hi)`` of ``X`` through one backend in batches starting at ``lo``: a
+    record per batch, taken from ``store`` where it has one, else computed (and stored)."""
     import torch
     from tqdm import tqdm
 
-    seen: dict[str, list[np.ndarray]] = {n: [] for n, _ in layers}
-    err: dict[str, list[float]] = {n: [0.0, 0.0] for n, _ in layers}
+    names = [n for n, _ in layers]
+    cur: dict[str, Any] = {}
     guard = [False]
 
     def hook(name: str, mod: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
         if guard[0]:
             return
-        trace[name].setdefault("input_shape", list(args[0].shape[1:]))
-        trace[name].setdefault("output_shape", list(out.shape[1:]))
-        o = out.detach().numpy().copy()
-        seen[name].append(o)
+        cur["shapes"].setdefault(name, [list(args[0].shape[1:]), list(out.shape[1:])])
+        o = out.detach().numpy()
+        cur["digests"][name] += [_digest(o[i]) for i in range(o.shape[0])]
         if backend == "golden":  # NMSE against the float layer on these very inputs
             guard[0] = True
             try:
@@ -399,65 +479,63 @@ def _run_backend(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: s
             finally:
                 mod.backend = "golden"  # type: ignore[assignment]
                 guard[0] = False
-            err[name][0] += float(((o - ref) ** 2).sum())
-            err[name][1] += float(((ref - ref.mean()) ** 2).sum())
+            e = cur["err"][name]
+            e[0] += float(((o - ref) ** 2).sum())
+            e[1] += float(((ref - ref.mean()) ** 2).sum())
         if backend == "rtl":
             c = getattr(getattr(mod, "last_result", None), "cycles", None)
             if c is not None:
-                prev = cycles[name]
-                cycles[name] = c if prev is None else prev + c
+                prev = cur["cycles"][name]
+                cur["cycles"][name] = c if prev is None else prev + c
 
     handles = []
     for name, m in layers:
         m.backend = backend  # type: ignore[assignment]
         handles.append(m.register_forward_hook(functools.partial(hook, name)))
-    logits = []
+    out: list[_Batch] = []
     try:
         with torch.no_grad():
-            for lo in tqdm(range(0, X.shape[0], batch_size), desc=backend, unit="batch",
+            for b0 in tqdm(range(lo, hi, batch_size), desc=backend, unit="batch",
                            disable=not progress, leave=False):
-                xb = torch.from_numpy(np.ascontiguousarray(X[lo:lo + batch_size]))
-                logits.append(net(xb).numpy())
+                b1 = min(hi, b0 + batch_size)
+                rec = None if store is None else store.load(backend, b0, b1, names)
+                if rec is None:
+                    cur.update(shapes={}, digests={n: [] for n in names},
+                               cycles={n: None for n in names},
+                               err={n: [0.0, 0.0] for n in names})
+                    xb = torch.from_numpy(np.ascontiguousarray(X[b0:b1]))
+                    pred = net(xb).numpy().argmax(axis=-1)
+                    rec = _Batch(lo=b0, hi=b1, pred=[int(p) for p in pred],
+                                 digests=cur["digests"], shapes=cur["shapes"],
+                                 cycles={n: None if c is None else c.to_dict()
+                                         for n, c in cur["cycles"].items()},
+                                 err=cur["err"])
+                    if store is not None:
+                        store.save(backend, rec)
+                out.append(rec)
     finally:
         for h in handles:
             h.remove()
-    outs = {n: np.concatenate(v) if v else np.zeros(0, np.float32) for n, v in seen.items()}
-    return np.concatenate(logits).argmax(axis=-1), outs, err
+    return out
 
 
 #: the backends whose pass ``jobs > 1`` shards over processes (golden, which the others are
 #: compared with, and float stay in this process)
 SHARDED_BACKENDS: tuple[str, ...] = ("gpu", "rtl")
 
-
-def _same_bits(golden: np.ndarray, out: np.ndarray) -> bool:
-    """Every element of ``out`` equal to golden's on the same images, bit for bit."""
-    g = golden[:out.shape[0]]
-    return bool(g.shape == out.shape and np.array_equal(g.view(np.uint32), out.view(np.uint32)))
-
-
 #: what the forked shard workers run: set just before the pool forks, cleared after (the
-#: network and golden's outputs are inherited through fork, not pickled: a torch.fx
-#: GraphModule does not pickle, and the layer outputs are large)
+#: network is inherited through fork, not pickled: a torch.fx GraphModule does not pickle)
 _SHARD_STATE: dict[str, Any] = {}
-_Shard = tuple[np.ndarray, dict[str, bool], dict[str, dict[str, Any]],
-               dict[str, CycleReport | None]]
 
 
-def _shard_pass(lo: int, hi: int) -> _Shard:
-    """Images ``[lo, hi)`` of a backend's pass, in a forked worker process: predictions,
-    every layer's bit-exactness against golden, shapes and cycles."""
+def _shard_pass(lo: int, hi: int) -> list[_Batch]:
+    """Images ``[lo, hi)`` of a backend's pass, in a forked worker process."""
     import torch
 
     torch.set_num_threads(1)  # one core per worker; no OpenMP pool inherited across fork
     st = _SHARD_STATE
-    layers, golden = st["layers"], st["golden"]
-    trace: dict[str, dict[str, Any]] = {n: {} for n, _ in layers}
-    cycles: dict[str, CycleReport | None] = {n: None for n, _ in layers}
-    pred, seen, _ = _run_backend(st["net"], layers, st["backend"], st["X"][lo:hi],
-                                 st["batch_size"], trace, cycles, False)
-    exact = {n: _same_bits(golden[n][lo:hi], seen[n]) for n, _ in layers}
-    return pred, exact, trace, cycles
+    return _run_batches(st["net"], st["layers"], st["backend"], st["X"], lo, hi,
+                        st["batch_size"], st["store"], False)
 
 
 def _release_free_heap() -> None:
@@ -477,22 +555,23 @@ def _release_free_heap() -> None:
         trim(0)
 
 
-def _run_sharded(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
-                 X: np.ndarray, batch_size: int, jobs: int, golden: dict[str, np.ndarray],
-                 trace: dict[str, dict[str, Any]], cycles: dict[str, CycleReport | None]
-                 ) -> tuple[np.ndarray, dict[str, bool]]:
-    """A backend's pass over ``jobs`` contiguous image shards in forked processes: the
-    predictions in image order and every layer's bit-exactness against ``golden``. Each shard
-    runs its own accelerator: its configuration is loaded once per layer and shard, so the
-    cycle totals are those of ``jobs`` chips side by side."""
+def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
+              X: np.ndarray, n_img: int, batch_size: int, jobs: int,
+              store: _EvalStore | None, progress: bool) -> list[_Batch]:
+    """A backend's pass over the first ``n_img`` images: in this process, or (``jobs > 1``,
+    gpu and rtl) over ``jobs`` contiguous image shards in forked worker processes, each
+    running its own accelerator (its configuration loaded once per layer and shard, so the
+    cycle totals are those of ``jobs`` chips side by side)."""
+    if jobs <= 1 or backend not in SHARDED_BACKENDS or n_img < 2:
+        return _run_batches(net, layers, backend, X, 0, n_img, batch_size, store, progress)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    bounds = np.linspace(0, X.shape[0], jobs + 1).round().astype(int)
+    bounds = np.linspace(0, n_img, min(jobs, n_img) + 1).round().astype(int)
     spans = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
              if hi > lo]
     _SHARD_STATE.update(net=net, layers=layers, backend=backend, X=X, batch_size=batch_size,
-                        golden=golden)
+                        store=store)
     gc.freeze()  # the workers' collections then leave the inherited heap alone (no COW copies)
     _release_free_heap()
     try:
@@ -501,22 +580,14 @@ def _run_sharded(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: s
     finally:
         gc.unfreeze()
         _SHARD_STATE.clear()
-    for _, _, tr, cyc in parts:
-        for name, meta in tr.items():
-            for k, v in meta.items():
-                trace[name].setdefault(k, v)
-        for name, c in cyc.items():
-            if c is not None:
-                prev = cycles[name]
-                cycles[name] = c if prev is None else prev + c
-    exact = {n: all(p[1][n] for p in parts) for n, _ in layers}
-    return np.concatenate([p[0] for p in parts]), exact
+    return [rec for part in parts for rec in part]
 
 
 def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      backends: Sequence[str] = ("float", "golden"), rtl_images: int | None = None,
                      gpu_images: int | None = None, batch_size: int = 64,
                      clock_mhz: float = DEFAULT_CLOCK_MHZ, jobs: int = 1,
+                     resume: str | os.PathLike[str] | None = None,
                      progress: bool = False) -> dict[str, Any]:
     """Accuracy per backend and the per-layer trace of a network with Halut layers.
 
@@ -524,12 +595,17 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     ``gpu_images``, all by default; the Triton interpreter on CPU is slow) in batches; per
     Halut layer the trace records its shapes, D, M, C, K, formats and LUT bytes,
     its NMSE against the float layer on the inputs it actually saw (golden run), whether its
-    gpu and rtl outputs equal golden's on every element of every image run, and (rtl) its
-    cycles per image. Totals: accuracy per backend, the seconds each backend's pass took
-    (golden's includes the float reference of every layer), cycles per image, time per image and
-    MAC-equivalent throughput (2*D*M per output row) at ``clock_mhz``; ``host`` names what
-    stays on the host in float. ``jobs > 1`` runs the gpu and rtl passes over that many image
-    shards in forked worker processes (one accelerator each).
+    gpu and rtl outputs equal golden's on every element of every image run (compared through
+    a digest of each image's output), and (rtl) its cycles per image. Totals: accuracy per
+    backend, the seconds each backend's pass took (golden's includes the float reference of
+    every layer), cycles per image, time per image and MAC-equivalent throughput (2*D*M per
+    output row) at ``clock_mhz``; ``host`` names what stays on the host in float.
+
+    ``jobs > 1`` runs the gpu and rtl passes over that many image shards in forked worker
+    processes (one accelerator each). ``resume``: a folder where every finished batch of
+    every backend is recorded; a run with the same network, images and batch size takes the
+    batches recorded there instead of running them again (after a kill, it goes on where the
+    killed run stopped, and ends with the same result).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise HalutError(f"jobs must be an integer >= 1, got {jobs!r}")
@@ -540,8 +616,10 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     if not layers:
         raise HalutError("the network has no Halut layers")
     net.eval()
+    store = None if resume is None else _EvalStore(Path(resume),
+                                                   _fingerprint(net, X, batch_size))
     trace = {name: _layer_meta(name, m) for name, m in layers}
-    golden_out: dict[str, np.ndarray] = {}
+    golden_digests: dict[str, list[str]] = {}
     golden_pred = np.zeros(0, np.int64)
     acc: dict[str, float] = {}
     images: dict[str, int] = {}
@@ -551,26 +629,32 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
         limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
         n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
         t0 = time.perf_counter()
-        if jobs > 1 and b in SHARDED_BACKENDS and n_img > 1:
-            pred, exact = _run_sharded(net, layers, b, X[:n_img], batch_size,
-                                       min(jobs, n_img), golden_out, trace, cycles)
-        else:
-            pred, seen, err = _run_backend(net, layers, b, X[:n_img], batch_size, trace,
-                                           cycles, progress)
-            if b == "golden":
-                golden_out = seen
-                for name, _ in layers:
-                    e, v = err[name]
-                    trace[name]["nmse"] = e / v if v > 0 else None
-            exact = {n: _same_bits(golden_out[n], seen[n]) for n, _ in layers
-                     if b in SHARDED_BACKENDS}
+        recs = _run_pass(net, layers, b, X, n_img, batch_size, jobs, store, progress)
         seconds[b] = time.perf_counter() - t0
+        pred = np.array([p for rec in recs for p in rec.pred], dtype=np.int64)
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img
+        for name, _ in layers:
+            got = [d for rec in recs for d in rec.digests[name]]
+            for rec in recs:
+                if name in rec.shapes:
+                    trace[name].setdefault("input_shape", rec.shapes[name][0])
+                    trace[name].setdefault("output_shape", rec.shapes[name][1])
+            if b == "golden":
+                golden_digests[name] = got
+                e = sum(rec.err[name][0] for rec in recs)
+                v = sum(rec.err[name][1] for rec in recs)
+                trace[name]["nmse"] = e / v if v > 0 else None
+            elif b in SHARDED_BACKENDS:
+                trace[name][f"{b}_bit_exact"] = got == golden_digests[name][:len(got)]
+            if b == "rtl":
+                for rec in recs:
+                    cd = rec.cycles[name]
+                    if cd is not None:
+                        prev = cycles[name]
+                        rep = CycleReport.from_dict(cd)
+                        cycles[name] = rep if prev is None else prev + rep
         if b == "golden":
             golden_pred = pred
-        elif b in SHARDED_BACKENDS:
-            for name, _ in layers:
-                trace[name][f"{b}_bit_exact"] = exact[name]
     rows = list(trace.values())
     # golden's accuracy on the images a limited backend ran, to compare like with like
     subset = {b: float((golden_pred[:n] == y[:n]).mean())

@@ -255,12 +255,16 @@ def register(group: click.Group) -> None:
                        "docs/hardware.md).")
     @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
                   default=None, help="Folder for trace.json and trace.png.")
+    @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Folder recording every finished batch; a run killed midway goes on "
+                       "from there.")
     @json_opt("the trace")
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
                  backends: str, rtl_images: int | None, gpu_images: int | None,
                  batch_size: int, jobs: int,
-                 clock_mhz: float | None, out: Path | None, as_json: bool) -> None:
+                 clock_mhz: float | None, out: Path | None, resume: Path | None,
+                 as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
         from emulator.network import (
             DEFAULT_CLOCK_MHZ,
@@ -283,7 +287,7 @@ def register(group: click.Group) -> None:
         net_model = apply_network(model, bundle)
         ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
                               gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock,
-                              jobs=jobs, progress=not as_json)
+                              jobs=jobs, resume=resume, progress=not as_json)
         if out is not None:
             atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
             plot_trace(ev, out / "trace.png")
