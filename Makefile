@@ -55,7 +55,7 @@ bench: setup
 	$(PY) bench/run.py
 
 lint: setup
-	$(VENV)/bin/ruff check learning emulator flows tests bench
+	$(VENV)/bin/ruff check learning emulator flows tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/halut hw lint
 

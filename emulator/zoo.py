@@ -9,6 +9,9 @@ The zoo holds the network shapes the issue names, each small enough to train on 
                 BatchNorm, residual adds, stride-2 stages with 1x1 conv + BN shortcuts,
                 global average pool, linear head
 ``resnet20``    the same with n = 3 blocks per stage
+``resnet9``     the DAWNBench ResNet-9 for 32x32 CIFAR (David Page, "How to train your
+                ResNet", 2018): conv-BN-ReLU blocks, three max-pooled stages, two
+                residual blocks, global max pool, bias-free linear head scaled by 0.125
 ``dscnn``       DS-CNN for keyword spotting (Zhang et al., "Hello Edge", 2017): a strided
                 conv, depthwise-separable blocks (depthwise 3x3 + BN + ReLU, pointwise 1x1 +
                 BN + ReLU), average pool, linear head
@@ -180,6 +183,106 @@ def resnet20(**kwargs: Any) -> ResNet:
     return ResNet(3, **kwargs)
 
 
+# ---- ResNet-9 (DAWNBench, David Page) -----------------------------------------------------
+
+class ConvBNReLU(nn.Module):
+    """3x3 conv (padding 1, no bias) + BN + ReLU, then a 2x2 max-pool when ``pool``."""
+
+    def __init__(self, in_planes: int, planes: int, pool: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_planes, planes, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2) if pool else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn(self.conv(x)))
+        return x if self.pool is None else self.pool(x)
+
+
+class Residual9(nn.Module):
+    """ResNet-9's residual block: ``x + relu(bn2(conv2(relu(bn1(conv1(x))))))``, two 3x3
+    convs keeping the width (no ReLU after the add, as in Page's network)."""
+
+    def __init__(self, planes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return x + self.relu2(self.bn2(self.conv2(out)))
+
+
+class ResNet9(nn.Module):
+    """The DAWNBench ResNet-9 (Page's ``cifar10-fast``; halutmatmul's ResNet-9):
+
+    * ``prep``: conv w, BN, ReLU
+    * ``layer1``: conv 2w, BN, ReLU, max-pool 2; ``res1``: :class:`Residual9` at 2w
+    * ``layer2``: conv 4w, BN, ReLU, max-pool 2
+    * ``layer3``: conv 8w, BN, ReLU, max-pool 2; ``res3``: :class:`Residual9` at 8w
+    * ``pool``: adaptive max-pool to 1x1 (Page's ``MaxPool2d(4)`` at 32x32), flatten,
+      ``fc``: linear 8w -> classes without bias, then the logits times ``scale``
+      (Page's ``Mul(0.125)``: it only tempers the softmax while training, argmax is the
+      same; ``scale=1.0`` drops it)
+
+    ``widths`` overrides the four widths (prep, layer1, layer2, layer3), e.g.
+    ``(64, 128, 256, 256)`` for halutmatmul's variant, whose last stage stays at 256.
+    8 convs and one linear: nine weight layers, every one replaceable by a Halut layer (the
+    scale, pools, ReLUs and residual adds stay on the host). Input (N, in_channels, H, W)
+    with H, W >= 8 (three 2x2 pools); the last pool adapts to any size."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: Size2 = 32,
+                 width: int = 64, scale: float = 0.125,
+                 widths: tuple[int, int, int, int] | None = None) -> None:
+        super().__init__()
+        what = "zoo resnet9"
+        _positive(what, "in_channels", in_channels)
+        _positive(what, "num_classes", num_classes)
+        _positive(what, "width", width)
+        if widths is None:
+            w0, w1, w2, w3 = width, 2 * width, 4 * width, 8 * width
+        elif isinstance(widths, (tuple, list)) and len(widths) == 4:
+            w0, w1, w2, w3 = (_positive(what, "widths", v) for v in widths)
+        else:
+            raise HalutError(f"{what}: widths must be 4 positive ints (prep, layer1, layer2, "
+                             f"layer3), got {widths!r}")
+        h, w = _size2(what, "image_size", image_size)
+        if h < 8 or w < 8:
+            raise HalutError(f"{what}: image_size must be at least 8x8 (three 2x2 pools), "
+                             f"got {h}x{w}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not (float(scale) > 0 and float(scale) < float("inf")):
+            raise HalutError(f"{what}: scale must be a finite number > 0, got {scale!r}")
+        self.image_size = (h, w)
+        self.scale = float(scale)
+        self.prep = ConvBNReLU(in_channels, w0)
+        self.layer1 = ConvBNReLU(w0, w1, pool=True)
+        self.res1 = Residual9(w1)
+        self.layer2 = ConvBNReLU(w1, w2, pool=True)
+        self.layer3 = ConvBNReLU(w2, w3, pool=True)
+        self.res3 = Residual9(w3)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.fc = nn.Linear(w3, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.res1(self.layer1(self.prep(x)))
+        x = self.res3(self.layer3(self.layer2(x)))
+        return self.fc(self.flatten(self.pool(x))) * self.scale
+
+
+def resnet9(**kwargs: Any) -> ResNet9:
+    """ResNet-9 (DAWNBench). Keywords: ``in_channels=3``, ``num_classes=10``,
+    ``image_size=32`` (at least 8), ``width=64`` (stages w, 2w, 4w, 8w), ``scale=0.125``
+    (the logits' factor; 1.0 for none), ``widths=None`` (the four widths explicitly)."""
+    return ResNet9(**kwargs)
+
+
 # ---- DS-CNN ----------------------------------------------------------------------------------
 
 class DSBlock(nn.Module):
@@ -337,6 +440,7 @@ ZOO: Mapping[str, Callable[..., nn.Module]] = MappingProxyType({
     "lenet": lenet,
     "resnet8": resnet8,
     "resnet20": resnet20,
+    "resnet9": resnet9,
     "dscnn": dscnn,
     "vit": vit,
 })

@@ -150,6 +150,7 @@ ZOO_SMALL: dict[str, dict] = {
     "lenet": {"in_channels": 1, "image_size": 8},
     "resnet8": {"in_channels": 3, "image_size": 8, "width": 8},
     "resnet20": {"in_channels": 3, "image_size": 8, "width": 8},
+    "resnet9": {"in_channels": 3, "image_size": 8, "width": 8},
     "dscnn": {"in_channels": 1, "image_size": (12, 6), "width": 16, "blocks": 2},
     "vit": {"in_channels": 3, "image_size": 8, "patch_size": 4, "dim": 16, "depth": 1,
             "heads": 2},

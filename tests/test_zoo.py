@@ -18,6 +18,8 @@ SMALL: tuple[tuple[str, dict, tuple[int, ...]], ...] = (
     ("resnet8", {"in_channels": 1, "image_size": 8, "num_classes": 10, "width": 8},
      (2, 1, 8, 8)),
     ("resnet20", {"in_channels": 3, "num_classes": 7, "width": 4}, (2, 3, 16, 16)),
+    ("resnet9", {"in_channels": 3, "image_size": 8, "num_classes": 10, "width": 4},
+     (2, 3, 8, 8)),
     ("dscnn", {"width": 16, "blocks": 2}, (2, 1, 49, 10)),
     ("vit", {"in_channels": 3, "image_size": 16, "dim": 32, "heads": 2}, (2, 3, 16, 16)),
 )
@@ -30,7 +32,7 @@ def _one_line(exc: pytest.ExceptionInfo[HalutError]) -> str:
 
 
 def test_the_zoo_lists_the_networks_the_issue_names() -> None:
-    assert set(ZOO) == {"lenet", "resnet8", "resnet20", "dscnn", "vit"}
+    assert set(ZOO) == {"lenet", "resnet8", "resnet20", "resnet9", "dscnn", "vit"}
 
 
 @pytest.mark.parametrize(("name", "kwargs", "shape"), SMALL, ids=[s[0] for s in SMALL])
@@ -59,6 +61,48 @@ def test_resnet_depths_count_their_weight_layers() -> None:
     assert all(s.stride == (2, 2) for s in shortcuts)
 
 
+def test_resnet9_is_pages_dawnbench_network() -> None:
+    m = ZOO["resnet9"]()
+    convs = [(n, x) for n, x in m.named_modules() if isinstance(x, nn.Conv2d)]
+    assert [n for n, _ in convs] == ["prep.conv", "layer1.conv", "res1.conv1", "res1.conv2",
+                                     "layer2.conv", "layer3.conv", "res3.conv1", "res3.conv2"]
+    assert [x.out_channels for _, x in convs] == [64, 128, 128, 128, 256, 512, 512, 512]
+    assert all(x.kernel_size == (3, 3) and x.bias is None for _, x in convs)
+    assert isinstance(m.fc, nn.Linear) and m.fc.in_features == 512 and m.fc.bias is None
+    assert m.scale == 0.125
+    assert sum(isinstance(x, nn.MaxPool2d) for x in m.modules()) == 3
+    assert sum(p.numel() for p in m.parameters()) == 6_573_120  # Page's 6.5M
+    # halutmatmul's variant: the last stage stays at 4w, no logit scale
+    hm = ZOO["resnet9"](widths=(64, 128, 256, 256), scale=1.0)
+    assert [x.out_channels for x in hm.modules() if isinstance(x, nn.Conv2d)] == [
+        64, 128, 128, 128, 256, 256, 256, 256]
+    assert isinstance(hm.fc, nn.Linear) and hm.fc.in_features == 256
+    # the last pool adapts: 32x32 and a non-square 8x12 input both give (N, classes)
+    small = ZOO["resnet9"](width=2, image_size=(8, 12), num_classes=4, in_channels=1).eval()
+    with torch.no_grad():
+        assert small(torch.randn(3, 1, 8, 12)).shape == (3, 4)
+        assert small(torch.randn(1, 1, 32, 32)).shape == (1, 4)
+
+
+def test_resnet9_halutizes_every_conv_and_the_linear() -> None:
+    from emulator.modules import HalutConv2d, HalutLinear
+    from emulator.network import NetConfig, halutize
+
+    torch.manual_seed(0)
+    m = ZOO["resnet9"](image_size=8, width=4)
+    x = torch.randn(16, 3, 8, 8)
+    report: dict = {}
+    net = halutize(m, [x], NetConfig(C=4, K=16, rows=300), report=report)
+    assert len(report["_fold"]["folded"]) == 8 and not report["_fold"]["kept"]
+    assert sum(isinstance(x, HalutConv2d) for x in net.modules()) == 8
+    assert sum(isinstance(x, HalutLinear) for x in net.modules()) == 1
+    assert not any(isinstance(x, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))
+                   for x in net.modules()
+                   if not isinstance(x, (HalutConv2d, HalutLinear)))
+    with torch.no_grad():
+        assert net(x).shape == (16, 10)
+
+
 def test_dscnn_uses_depthwise_convs_with_batchnorm() -> None:
     m = ZOO["dscnn"](width=8, blocks=3)
     dw = [x for x in m.modules() if isinstance(x, nn.Conv2d) and x.groups > 1]
@@ -85,6 +129,10 @@ def test_vit_variants_run_with_batch_first_encoder_layers(pool: str, patch_embed
     ("zoo:resnet8", {"num_classes": 0}, "num_classes must be a positive int"),
     ("zoo:dscnn", {"width": 2.5}, "width must be a positive int"),
     ("zoo:resnet20", {"image_size": (8,)}, "image_size must be a positive int or an (h, w)"),
+    ("zoo:resnet9", {"image_size": (8, 6)}, "image_size must be at least 8x8"),
+    ("zoo:resnet9", {"width": 0}, "width must be a positive int"),
+    ("zoo:resnet9", {"scale": 0.0}, "scale must be a finite number > 0"),
+    ("zoo:resnet9", {"widths": (8, 16, 32)}, "widths must be 4 positive ints"),
 ])
 def test_bad_zoo_arguments_are_one_line(spec: str, kwargs: dict, needle: str) -> None:
     with pytest.raises(HalutError) as exc:
@@ -105,7 +153,7 @@ def test_an_unknown_zoo_name_lists_the_known_ones() -> None:
     with pytest.raises(HalutError) as exc:
         load_model("zoo:resnet50")
     msg = _one_line(exc)
-    assert "'resnet50'" in msg and "dscnn, lenet, resnet20, resnet8, vit" in msg
+    assert "'resnet50'" in msg and "dscnn, lenet, resnet20, resnet8, resnet9, vit" in msg
 
 
 def test_a_package_module_factory_spec_loads() -> None:
