@@ -173,6 +173,18 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _remove_stale_build_dirs(root: Path, key: str) -> None:
+    """Remove the temporary build folders ``.<key>.XXXXXXXX`` of killed builds of ``key``.
+
+    Call with ``<key>.lock`` held: every build of ``key`` makes its temporary folder and
+    renames or removes it while holding that lock, and the kernel drops the lock of a
+    process that dies, so a folder of that name seen under the lock belongs to no live
+    build (docs/reliability-files.md)."""
+    for stale in root.glob(f".{key}.*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def cached_build(key: str, product: str, builder: Callable[[Path], None],
                  info: dict[str, Any]) -> BuildResult:
     """Return the build ``key`` from the cache, building it with ``builder(tmpdir)`` first
@@ -185,6 +197,7 @@ def cached_build(key: str, product: str, builder: Callable[[Path], None],
     with _locked(root / f"{key}.lock"):
         if (final / _DONE).is_file():  # another process finished it while we waited
             return BuildResult(final / product, time.perf_counter() - t0, True, key, final)
+        _remove_stale_build_dirs(root, key)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
         try:
             builder(tmp)
@@ -265,14 +278,16 @@ def build_harness(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
 
 def build_pyverilator(params: RtlParams, *,
                       sources: Sequence[str | os.PathLike[str]] | None = None,
-                      trace_fst: bool = False, jobs: int = 2) -> BuildResult:
+                      trace_fst: bool = False, extra_flags: Sequence[str] = (),
+                      jobs: int = 2) -> BuildResult:
     """pyverilator-mm's wrapper around the model (tracing compiled in), cached like the
-    harness; ``path`` is the shared library that :class:`pyverilator.PyVerilator` loads."""
+    harness; ``path`` is the shared library that :class:`pyverilator.PyVerilator` loads.
+    ``extra_flags``: more Verilator arguments (part of the cache key)."""
     if not isinstance(params, RtlParams):
         raise HalutError(f"params must be an RtlParams, got {type(params).__name__}")
     files = resolve_sources(sources)
     v = find_verilator()
-    flags = [*verilator_args(params, files)]
+    flags = [*verilator_args(params, files), *extra_flags]
     make_vars = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
     if trace_fst:
         make_vars.append("LDLIBS=-lz -llz4")  # the FST writer's compressors
@@ -366,12 +381,13 @@ def _own_context(wrapper: Path) -> None:
 
 
 def build_ceiling(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]] | None = None,
-                  jobs: int = 2) -> BuildResult:
+                  extra_flags: Sequence[str] = (), jobs: int = 2) -> BuildResult:
     """The benchmark's speed ceiling: ``harness.cpp`` built with ``-DHX_MAIN`` as a program
     (the same model and cycle protocol, no Python); ``path`` is the executable."""
     files = resolve_sources(sources)
     v = find_verilator()
-    flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-DHX_MAIN", *verilator_args(params, files)]
+    flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-DHX_MAIN", *verilator_args(params, files),
+             *extra_flags]
     key = cache_key("ceiling", params, files, flags,
                     [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()])
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from learning.errors import HalutError, one_line
+from learning.validate import check_npy_size
 
 #: CIFAR-10 class names, in label order (batches.meta's label_names)
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -122,6 +123,7 @@ def _load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise HalutError(f"{p}: no such file")
+    check_npy_size(p, str(p))  # a huge declared shape: one line, not a MemoryError
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:

@@ -136,6 +136,32 @@ def _run(layer: Any, X: np.ndarray, geom: Any, backend: str, **kw: Any) -> Any:
     return run_conv2d(layer, X, geom, backend, **kw)
 
 
+def _check_outputs(output: Path | None, vcd: Path | None, resume: Path | None) -> None:
+    """One-line errors for an output, waveform or resume folder that cannot be written,
+    before any model is loaded or row computed."""
+    from learning.atomic import check_writable
+
+    out_file = None if output is None else check_writable(output, "output")
+    vcd_file = None if vcd is None else check_writable(vcd, "waveform")
+    if out_file is not None and out_file == vcd_file:
+        raise HalutError(f"--output and --vcd name the same file {output}")
+    if resume is not None:
+        if resume.exists() and not resume.is_dir():
+            raise HalutError(f"resume directory {resume} exists and is not a directory")
+        check_writable(resume / "tile.npz", "tiles in resume directory")
+
+
+def _check_finite(y: np.ndarray, backend: str, output: Path | None) -> None:
+    """A one-line error (and no output file) when the layer's outputs overflowed float32."""
+    bad = ~np.isfinite(y)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kept = "" if output is None else f"; {output} was not written"
+        raise HalutError(f"the {backend} outputs overflow float32 ({int(bad.sum())} values, "
+                         f"the first at index {idx}; sums of this model's lookup-table "
+                         f"entries beyond float32's range){kept}")
+
+
 def _cycles_line(c: Any) -> str:
     if c is None:
         return "-"
@@ -164,14 +190,17 @@ def register(group: click.Group) -> None:
         """Run one Linear or Conv2d layer of MODEL on a backend (tiled, resumable)."""
         from learning.atomic import atomic_save_npy
 
+        _check_outputs(output, vcd if backend == "rtl" else None, resume)  # before any work
         lm, origin = _load(model)
         X, geom = _inputs(lm, layer, activations, in_channels, height, width, kernel_size,
                           stride, padding, dilation)
         options = _backend_options(backend, lm, params, vcd)
         t0 = time.perf_counter()
-        res = _run(lm, X, geom, backend, row_tile=row_tile, resume_dir=resume,
-                   progress=(not as_json) and sys.stderr.isatty(), **options)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            res = _run(lm, X, geom, backend, row_tile=row_tile, resume_dir=resume,
+                       progress=(not as_json) and sys.stderr.isatty(), **options)
         secs = time.perf_counter() - t0
+        _check_finite(res.y, backend, output)
         if output is not None:
             atomic_save_npy(output, np.ascontiguousarray(res.y, dtype=np.float32))
         if as_json:

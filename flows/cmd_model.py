@@ -20,11 +20,12 @@ import numpy as np
 from emulator import golden
 from flows.clibase import emit_json
 from learning import load_model, quantize, save_model
+from learning.atomic import check_writable
 from learning.datasets import nmse
 from learning.errors import HalutError
-from learning.maddness import learn
+from learning.maddness import exact_outputs, learn
 from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
-from learning.validate import as_float_matrix, as_float_vector
+from learning.validate import as_float_matrix, as_float_vector, check_npy_size
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -49,6 +50,7 @@ def load_npy(path: Path, what: str) -> np.ndarray:
         raise HalutError(f"{where} is an .npz archive (several arrays); give one .npy array")
     if magic != b"\x93NUMPY":
         raise HalutError(f"{where} is not a valid .npy array file (no NumPy header)")
+    check_npy_size(path, where)  # a huge declared shape: one line, not a MemoryError
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -113,6 +115,7 @@ def register(group: click.Group) -> None:
                   lut_format: str, seed: int, bias: Path | None, output: Path,
                   as_json: bool) -> None:
         """Learn a MADDNESS model of A @ B (+ bias), quantize it and save both."""
+        check_writable(output, "model")  # an unwritable output fails now, not after learning
         A = load_npy(activations, "activations")
         B = load_npy(weights, "weights")
         b = _load_bias(bias)
@@ -121,10 +124,20 @@ def register(group: click.Group) -> None:
         t0 = time.perf_counter()
         model = learn(A, B, C, K, seed=seed, bias=b)
         t_learn = time.perf_counter() - t0
-        program = quantize(model, threshold_format=threshold_format, lut_format=lut_format)
+        # extreme features saturate to int8 on purpose (np.clip after an overflow to inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            program = quantize(model, threshold_format=threshold_format,
+                               lut_format=lut_format)
         A32 = as_float_matrix(A, "activations")
-        y = model.exact(A32)
-        nmse_q = nmse(golden.run(program, A32).y, y)
+        assert model.weights is not None
+        y = exact_outputs(A32, model.weights, model.bias)  # finite: learn checked it
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            y_q = golden.run(program, A32).y
+        if not np.all(np.isfinite(y_q)):
+            raise HalutError(f"the quantized program's outputs on the training rows overflow "
+                             f"({threshold_format} thresholds, {lut_format} LUT): scale the "
+                             "activations or weights down; no model was written")
+        nmse_q = nmse(y_q, y)
         model.stats["nmse_train_quantized"] = nmse_q
         save_model(output, model, program)
         summary: dict[str, Any] = {

@@ -37,6 +37,7 @@ from learning.program import codebook_bounds, log2_exact
 from learning.validate import as_float_matrix
 
 _CHUNK_ROWS = 8192
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,10 @@ def _column_bins(x: np.ndarray, max_bins: int | None) -> _Bins:
     pos = np.minimum(np.searchsorted(uniq, edges, side="right"), uniq.size - 1)
     # the column's maximum has no value above it: use a value well clear of it, so that a
     # threshold placed there stays above the maximum after fp16/int8 rounding
-    clear = (edges.astype(np.float64) + np.maximum(np.abs(edges), 1.0)).astype(np.float32)
+    # (at most float32's largest value: a column reaching it gets the maximum itself, which
+    # still sends every training value left)
+    clear = np.minimum(edges.astype(np.float64) + np.maximum(np.abs(edges), 1.0),
+                       _F32_MAX).astype(np.float32)
     above = np.where(uniq[pos] > edges, uniq[pos], clear)
     return _Bins(bins=bins, edges=edges, above=above)
 
@@ -189,7 +193,7 @@ def learn_tree(Xc: np.ndarray, offset: int, L: int, n_candidates: int,
         _, j, thr = best
         empty = np.isnan(thr)
         if np.any(empty):  # an empty bucket: any value keeps it consistent; use the median
-            thr[empty] = np.float32(np.median(Xc[:, j]))
+            thr[empty] = np.float32(np.median(Xc[:, j].astype(np.float64)))
         dims[level] = offset + j
         thresholds[nb - 1:2 * nb - 1] = thr
         code = 2 * code + (Xc[:, j] > thr[code]).astype(np.int64)
@@ -310,6 +314,7 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
     L = log2_exact(K)
     if N < K:
         raise HalutError(f"need at least K={K} training rows, got N={N}")
+    y = exact_outputs(A32, B32, bias32)
 
     trees = [learn_tree(A32[:, bounds[c]:bounds[c + 1]], int(bounds[c]), L,
                         int(n_candidates), max_bins) for c in range(int(C))]
@@ -319,6 +324,7 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
     else:
         P = ridge_prototypes(A32, codes, K, float(ridge))
     lut = (P @ B32.astype(np.float64)).reshape(int(C), K, M).transpose(2, 0, 1)
+    _check_float32_range(lut, "lookup-table entries", A32)
     counts = np.stack([np.bincount(codes[:, c], minlength=K) for c in range(int(C))])
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(N, size=min(N, int(calibration_rows)), replace=False))
@@ -329,12 +335,50 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
                        lut=lut.astype(np.float32), bias=bias32, D=D,
                        weights=B32 if keep_weights else None, stats=stats, counts=counts,
                        calibration=A32[rows][:, dims] if rows.size else None)
-    y_hat = model.decode(codes.astype(np.int32))
-    y = A32 @ B32 + bias32[None, :]
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        y_hat = model.decode(codes.astype(np.int32))
+    _check_float32_range(y_hat, "outputs on the training rows", A32)
     stats["nmse_train"] = _nmse(y_hat, y)
     stats["seconds"] = time.perf_counter() - t0
     object.__setattr__(model, "stats", stats)
     return model
+
+
+def _largest(a: np.ndarray) -> str:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return f"{float(np.max(np.abs(a))):.4g}"
+
+
+def exact_outputs(A32: np.ndarray, B32: np.ndarray, bias32: np.ndarray) -> np.ndarray:
+    """``A @ B + bias`` as float32 (N, M), or a one-line HalutError when it is beyond
+    float32's range: no float32 model (nor the accelerator) can produce such outputs. Rows
+    whose float32 product overflows only on the way (partial sums) are redone in float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = A32 @ B32 + bias32[None, :]
+    rows = np.flatnonzero(~np.all(np.isfinite(y), axis=1))
+    if rows.size:
+        y64 = A32[rows].astype(np.float64) @ B32.astype(np.float64) + bias32[None, :]
+        over = ~(np.abs(y64) <= _F32_MAX)
+        if not over.any():
+            y[rows] = y64.astype(np.float32)
+            return y
+        i, m = (int(j) for j in np.argwhere(over)[0])
+        n = int(rows[i])
+        raise HalutError(f"the exact outputs A @ B + bias overflow float32 (row {n}, column "
+                         f"{m}; |activations| up to {_largest(A32)}, |weights| up to "
+                         f"{_largest(B32)}): scale the activations or weights down")
+    return y
+
+
+def _check_float32_range(a: np.ndarray, what: str, A32: np.ndarray) -> None:
+    """A one-line HalutError when the learned model's ``what`` (``a``, any float dtype) are
+    not finite float32 values: such a model must not be returned (or saved)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(a) | (np.abs(a) > _F32_MAX)
+    if bad.any():
+        raise HalutError(f"the learned model's {what} overflow float32 (|activations| up to "
+                         f"{_largest(A32)} leave no float32 model of this layer): scale the "
+                         "activations down or remove their extreme values")
 
 
 def _nmse(y_hat: np.ndarray, y: np.ndarray) -> float:
