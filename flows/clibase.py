@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from learning.errors import HalutError
 
@@ -31,6 +33,12 @@ class HalutGroup(click.Group):
                 raise
             where = f" ({exc.filename})" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
+        except MemoryError:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("error: out of memory (the inputs or the work asked for are larger "
+                       "than this machine's memory)", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted (finished work is kept; run the same command to resume)",
@@ -60,3 +68,14 @@ def emit_json(obj: Any) -> None:
         raise TypeError(f"not JSON serialisable: {type(o)}")
 
     click.echo(json.dumps(obj, indent=2, default=default))
+
+
+def check_finite_outputs(y: np.ndarray, backend: str, output: Path | None) -> None:
+    """A one-line error (and no output file) when a layer's outputs overflowed float32."""
+    bad = ~np.isfinite(y)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kept = "" if output is None else f"; {output} was not written"
+        raise HalutError(f"the {backend} outputs overflow float32 ({int(bad.sum())} values, "
+                         f"the first at index {idx}; sums of this model's lookup-table "
+                         f"entries beyond float32's range){kept}")

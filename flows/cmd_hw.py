@@ -47,9 +47,12 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _setup(command: str, params: tuple[str, ...], run_dir: Path | None
            ) -> tuple[RtlParams, Path]:
     from flows.hw.common import run_dir_for
+    from learning.atomic import check_writable
 
     p = parse_assignments(params)
-    return p, run_dir_for(command, p, run_dir)
+    d = run_dir_for(command, p, run_dir)
+    check_writable(d / f"{command}.json", "run record")  # before the tools run, not after
+    return p, d
 
 
 def _sources(rtl: tuple[Path, ...]) -> list[Path] | None:

@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from emulator.layers import LAYER_BACKENDS
-from flows.clibase import emit_json
+from flows.clibase import check_finite_outputs, emit_json
 from learning.errors import HalutError
 
 _POSITIVE = click.IntRange(min=1)
@@ -151,17 +151,6 @@ def _check_outputs(output: Path | None, vcd: Path | None, resume: Path | None) -
         check_writable(resume / "tile.npz", "tiles in resume directory")
 
 
-def _check_finite(y: np.ndarray, backend: str, output: Path | None) -> None:
-    """A one-line error (and no output file) when the layer's outputs overflowed float32."""
-    bad = ~np.isfinite(y)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        kept = "" if output is None else f"; {output} was not written"
-        raise HalutError(f"the {backend} outputs overflow float32 ({int(bad.sum())} values, "
-                         f"the first at index {idx}; sums of this model's lookup-table "
-                         f"entries beyond float32's range){kept}")
-
-
 def _cycles_line(c: Any) -> str:
     if c is None:
         return "-"
@@ -200,7 +189,7 @@ def register(group: click.Group) -> None:
             res = _run(lm, X, geom, backend, row_tile=row_tile, resume_dir=resume,
                        progress=(not as_json) and sys.stderr.isatty(), **options)
         secs = time.perf_counter() - t0
-        _check_finite(res.y, backend, output)
+        check_finite_outputs(res.y, backend, output)
         if output is not None:
             atomic_save_npy(output, np.ascontiguousarray(res.y, dtype=np.float32))
         if as_json:

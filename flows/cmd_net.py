@@ -281,6 +281,9 @@ def register(group: click.Group) -> None:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             check_writable(out / "trace.json", "trace")
+            check_writable(out / "trace.png", "trace plot")
+        if resume is not None:
+            check_writable(resume / "probe.json", "resume folder")
         model = _model(spec, state_dict, model_args)
         X, y = _load_data(model, data, labels)
         assert y is not None

@@ -20,7 +20,7 @@ from emulator.backends import PROGRAM_BACKENDS, make_backend
 from emulator.cycles import CycleReport
 from emulator.params import RtlParams, parse_assignments
 from emulator.runner import RunResult
-from flows.clibase import emit_json
+from flows.clibase import check_finite_outputs, emit_json
 from flows.cmd_model import load_npy
 from learning import load_model, quantize
 from learning.atomic import atomic_save_npy, check_writable
@@ -115,6 +115,7 @@ def register(group: click.Group) -> None:
                        "backpressure": backpressure, "seed": seed,
                        "progress": (not as_json) and sys.stderr.isatty()}
         result = make_backend(backend, **options).run(program, A)
+        check_finite_outputs(result.y, backend, output)
         if output is not None:
             atomic_save_npy(output, np.ascontiguousarray(result.y, dtype=np.float32))
         build = result.info.get("build")
