@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.halut-setup-stamp
-APT_PACKAGES := opensta qflow qflow-tech-osu018 liblz4-dev g++ make
+APT_PACKAGES := opensta qflow qflow-tech-osu018 liblz4-dev g++ make chromium
 TORCH := torch==2.13.0
 export HALUT_CACHE ?= $(HOME)/.cache/halut
 export YOWASP_CACHE_DIR ?= $(HOME)/.cache/halut/yowasp

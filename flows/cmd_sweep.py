@@ -55,7 +55,7 @@ def load_labelled(model: Any, data: Path, labels: Path) -> tuple[np.ndarray, np.
 
 
 def register(group: click.Group) -> None:
-    """Add ``sweep`` to the ``halut`` group."""
+    """Add ``sweep`` and ``sweep-report`` to the ``halut`` group."""
 
     @group.command("sweep")
     @click.option("--model", "spec", required=True, metavar="SPEC",
@@ -128,3 +128,18 @@ def register(group: click.Group) -> None:
         for line in format_table(summary):
             click.echo(line)
         click.echo(f"wrote {run_dir / 'sweep.csv'} and {run_dir / 'sweep.json'}")
+
+    @group.command("sweep-report")
+    @click.argument("run_dir", type=click.Path(path_type=Path))
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                  default=None, help="HTML file (default RUN_DIR/report.html).")
+    @click.option("--json", "as_json", is_flag=True, help="Print {report, bytes} as JSON.")
+    def sweep_report_cmd(run_dir: Path, output: Path | None, as_json: bool) -> None:
+        """Explore a sweep's RUN_DIR in one self-contained HTML page (docs/sweep.md)."""
+        from flows.sweep_report import write_report
+
+        path = write_report(run_dir, output)
+        if as_json:
+            emit_json({"report": str(path), "bytes": path.stat().st_size})
+        else:
+            click.echo(f"wrote {path}")
