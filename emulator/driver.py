@@ -36,6 +36,7 @@ from emulator.harness import (
     rng_state,
 )
 from emulator.hwif import TOP, ConfigWrites, port_names
+from emulator.verilator import assertion_check
 from learning.errors import HalutError
 
 
@@ -98,6 +99,9 @@ class CycleSim(StreamDriver):
             self._get_out_word = lambda i: (int(fn(model)) >> (32 * i)) & 0xFFFFFFFF
         self._last: dict[str, int] = {}
         self.cycle_count = 0
+        # a build with the RTL's assertions (emulator.verilator.assert_flags): checked after
+        # every clock edge, so the run stops with a HalutError at the failing cycle
+        self._assert_check = assertion_check(lib)
         if self._trace_file is not None:
             # pyverilator's own start_vcd_trace() dumps at t=5 and 10 at once; call its
             # generated C function instead so that the time stamps match the harness
@@ -153,6 +157,8 @@ class CycleSim(StreamDriver):
             self._dump(2 * self.cycle_count + 1)
         self._set("clk_i", 0)
         self.cycle_count += 1
+        if self._assert_check is not None:
+            self._assert_check(self.cycle_count - 1)
 
     def _idle(self) -> None:
         for name in ("cfg_valid_i", "cfg_addr_i", "cfg_data_i", "in_valid_i", "in_data_i",

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from emulator.hwif import ConfigWrites
+from emulator.verilator import assertion_check
 from learning.atomic import check_writable, copy_permissions, temp_beside
 from learning.errors import HalutError
 
@@ -396,6 +397,9 @@ class BatchSim(StreamDriver):
         if trace is not None:
             self._trace = TraceFile(trace)
         path = None if self._trace is None else os.fsencode(self._trace.temp)
+        # a build with the RTL's assertions (emulator.verilator.assert_flags): a failure is
+        # recorded and raised as a HalutError when the call into the model returns
+        self._assert_check = assertion_check(lib)
         self._sim = lib.hx_create(path)
 
     def _handle(self) -> int:
@@ -406,6 +410,7 @@ class BatchSim(StreamDriver):
     def reset(self, cycles: int = RESET_CYCLES) -> None:
         """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
         self._lib.hx_reset(self._handle(), int(cycles))
+        self._check_assertions()
 
     def config(self, writes: ConfigWrites, max_idle: int = 10_000) -> int:
         """Take the configuration ``writes`` alone, one per cycle when ``cfg_ready_o``;
@@ -414,6 +419,7 @@ class BatchSim(StreamDriver):
         cycles = int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
                                          _ptr(w, ctypes.c_uint32), w.shape[1], a.size,
                                          max_idle))
+        self._check_assertions()
         if cycles < 0:
             raise HalutError(f"the accelerator refused configuration writes for {max_idle} "
                              "cycles")
@@ -479,12 +485,18 @@ class BatchSim(StreamDriver):
             q.cfg_start, q.gate, _ptr(pre, ctypes.c_int64), pre.size, q.pre_start,
             _ptr(counts, ctypes.c_int64))
         end = part_end(counts, q)
+        self._check_assertions()  # the cause of a hang or an extra result, if any
         if rc == -1:
             raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
                              f"{end.counts.stream} of {b.shape[0]} beats in")
         if rc == -2:
             raise HalutError("the accelerator produced more results than rows streamed")
         return end
+
+    def _check_assertions(self) -> None:
+        """Raise the first RTL assertion that failed in the last call (assertion builds)."""
+        if self._assert_check is not None:
+            self._assert_check(None)
 
     @property
     def cycle(self) -> int:

@@ -594,4 +594,156 @@ module halut_accel #(
     assign out_data_o[j*AccW +: AccW] = obuf_q[MW'(32'(beat_q) * OutLanes + j)];
   end
 
+  // ---- protocol assertions (simulation only; docs/reliability-rtl.md) ---------------------
+  // Compiled only with HALUT_ASSERT defined (emulator.verilator.assert_flags(): Verilator
+  // `--assert +define+HALUT_ASSERT`); synthesis never reads them (Yosys defines SYNTHESIS).
+  // The define, not --assert, keeps them out of the default builds: Verilator 5.048 compiles
+  // and enables `assert` statements without --assert too (only --no-assert drops them).
+  // Concurrent assertions sample at the rising edge; `assume` states a rule of the host
+  // (the inputs), `assert` one of the chip. A failure prints Verilator's "Assertion failed"
+  // line and calls vl_stop(): the build's hook turns it into a Python HalutError
+  // (emulator/verilator.py); without the hook Verilator exits the process with status 1.
+  // "The next cycle" is written `|=>` or with $past (`##` delays need the --timing option).
+`ifndef SYNTHESIS
+`ifdef HALUT_ASSERT
+  // checks run from the second clock edge after reset (an asynchronously reset flop:
+  // `disable iff (!rst_ni)` would be a synchronous use of rst_ni, lint's SYNCASYNCNET)
+  logic chk_en_q;
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      chk_en_q <= 1'b0;
+    end else begin
+      chk_en_q <= 1'b1;
+    end
+  end
+  // the first failure ends the checks of this simulation (set by the failing assertion's
+  // action): one report, not one per cycle while a broken state persists
+  logic chk_fired = 1'b0;
+
+  // host: a beat, write or preload beat offered while ready is low keeps its data; a write
+  // and a preload beat stay offered until taken (in_valid_i may drop: a bubble, docs/rtl.md)
+  a_in_stable: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      in_valid_i && $past(in_valid_i && !in_ready_o) |-> $stable(in_data_i))
+    else begin
+      $error("halut_accel: in_data_i changed while a beat waited for in_ready_o");
+      chk_fired = 1'b1;
+    end
+  a_cfg_held: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      cfg_valid_i && !cfg_ready_o |=> cfg_valid_i)
+    else begin
+      $error("halut_accel: cfg_valid_i dropped while a write waited for cfg_ready_o");
+      chk_fired = 1'b1;
+    end
+  a_cfg_stable: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      cfg_valid_i && !cfg_ready_o |=> $stable(cfg_addr_i) && $stable(cfg_data_i))
+    else begin
+      $error("halut_accel: cfg_addr_i/cfg_data_i changed while a write waited for cfg_ready_o");
+      chk_fired = 1'b1;
+    end
+  a_pre_held: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      pre_valid_i && !pre_ready_o |=> pre_valid_i)
+    else begin
+      $error("halut_accel: pre_valid_i dropped while a preload beat waited for pre_ready_o");
+      chk_fired = 1'b1;
+    end
+  a_pre_stable: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      pre_valid_i && !pre_ready_o |=> $stable(pre_data_i))
+    else begin
+      $error("halut_accel: pre_data_i changed while a preload beat waited for pre_ready_o");
+      chk_fired = 1'b1;
+    end
+
+  // configuration: a write to the memories or job registers (not SWAP) goes to a bank no beat
+  // in the tree reads (the cfg_ready_o rule); with Banks = 1 the host sends no beat between a
+  // job's writes and its SWAP (docs/address-map.md)
+  logic chk_job_write;
+  assign chk_job_write = cfg_thr || cfg_lut || (cfg_ctl && (cfg_reg != halut_pkg::CtrlSwap));
+  a_cfg_bank_free: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      chk_job_write |-> !(|p_busy))
+    else begin
+      $error("halut_accel: a configuration write hit a bank with a beat in the tree");
+      chk_fired = 1'b1;
+    end
+  if (Banks == 1) begin : g_chk_one_bank
+    logic chk_dirty_q;  // the bank holds writes that no SWAP has made active yet
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        chk_dirty_q <= 1'b0;
+      end else if (swap) begin
+        chk_dirty_q <= 1'b0;
+      end else if (chk_job_write) begin
+        chk_dirty_q <= 1'b1;
+      end
+    end
+    a_one_bank_swap: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+        in_fire |-> !chk_dirty_q && !chk_job_write)
+      else begin
+        $error("halut_accel: Banks = 1: a beat was sent between a job's writes and its SWAP");
+        chk_fired = 1'b1;
+      end
+  end
+
+  // chip: an output beat stays offered, unchanged, until taken
+  a_out_held: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      out_valid_o && !out_ready_i |=> out_valid_o)
+    else begin
+      $error("halut_accel: out_valid_o dropped before out_ready_i");
+      chk_fired = 1'b1;
+    end
+  a_out_stable: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      out_valid_o && !out_ready_i |=> $stable(out_data_o))
+    else begin
+      $error("halut_accel: out_data_o changed while out_valid_o waited for out_ready_i");
+      chk_fired = 1'b1;
+    end
+
+  // chip: rows in, beats out. chk_owed_q counts the output beats owed: M/OutLanes per row
+  // whose last codebook was taken, less the beats taken. No beat leaves without one owed, and
+  // the count always equals the rows in flight (a last codebook in a tree or accumulation
+  // stage: M/OutLanes each) plus the beats left in the output buffer: no row is lost,
+  // duplicated or made up between the input and the output.
+  logic [31:0] chk_owed_q, chk_owed_d, chk_in_flight;
+  assign chk_owed_d = chk_owed_q + ((in_fire && in_last) ? 32'(NumBeats) : 32'd0) -
+                      (out_fire ? 32'd1 : 32'd0);
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      chk_owed_q <= '0;
+    end else begin
+      chk_owed_q <= chk_owed_d;
+    end
+  end
+  always_comb begin
+    chk_in_flight = (a_v_q && a_last_q) ? 32'(NumBeats) : 32'd0;
+    for (int l = 0; l < L; l++) begin
+      if (p_v_q[l] && p_last_q[l]) begin
+        chk_in_flight = chk_in_flight + 32'(NumBeats);
+      end
+    end
+    if (obuf_busy_q) begin
+      chk_in_flight = chk_in_flight + 32'(NumBeats) - 32'(beat_q);
+    end
+  end
+  a_out_owed: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      out_valid_o |-> chk_owed_q != 32'd0)
+    else begin
+      $error("halut_accel: an output beat without a finished row");
+      chk_fired = 1'b1;
+    end
+  a_rows_kept: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      chk_owed_q == chk_in_flight)
+    else begin
+      $error("halut_accel: rows in and output beats out disagree (a row lost or duplicated)");
+      chk_fired = 1'b1;
+    end
+
+  // chip: the accumulators take a preload only when no row accumulates into them
+  a_pre_load_free: assert property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      pre_load |-> !(adv && a_v_q && !row_done))
+    else begin
+      $error("halut_accel: a preload overwrote the accumulators of a row under way");
+      chk_fired = 1'b1;
+    end
+`endif
+`endif
+
 endmodule
