@@ -31,7 +31,6 @@ import io
 import itertools
 import json
 import os
-import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,13 +50,13 @@ from learning.modelfile import (
     read_file,
 )
 from learning.program import HardwareProgram
+from learning.strict import json_depth, scan_npz
 
 FORMAT_NAME = "halut-net"
 FORMAT_VERSION = 1
 SUFFIX = ".halutnet"
 LAYER_KINDS = ("linear", "conv1d", "conv2d")
 FLOAT_DTYPES = ("float16", "float32", "float64", "int64")  # what a ``float_<i>`` may hold
-_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record
 _MAX_HEADER = 16 << 20  # bytes of JSON a bundle header may hold
 _MAX_DEPTH = 32  # nesting of the header's JSON
 _MAX_FLOATS = 1 << 20  # float arrays a bundle may list
@@ -198,27 +197,14 @@ def save_bundle(path: str | os.PathLike[str], bundle: NetworkBundle) -> Path:
 
 
 def _check_container(data: bytes, where: str) -> None:
-    """The bytes are one zip archive and nothing else: a local file header first, the end
-    record last (no comment), the central directory right before it."""
-    if data[:4] != b"PK\x03\x04":
-        raise HalutError(f"{where} is not a halut network bundle (not a zip archive, or "
-                         "bytes before it)")
-    if len(data) < 22 or data[-22:-18] != _EOCD:
-        raise HalutError(f"{where} is truncated, or has bytes after its archive")
-    size, offset = struct.unpack("<II", data[-10:-2])
-    if offset + size != len(data) - 22:
-        raise HalutError(f"{where}: its archive directory is damaged, or a second archive "
-                         "is joined to it")
+    """The bytes are one npz archive exactly as numpy writes it and nothing else
+    (:func:`learning.strict.scan_npz`: nothing before, between or after the members, CRC-32s
+    intact, every ``.npy`` header declaring exactly the bytes its member holds)."""
+    scan_npz(data, where, "halut network bundle")
 
 
-def _depth(x: Any, level: int = 0) -> int:
-    if level > _MAX_DEPTH:
-        return level
-    if isinstance(x, dict):
-        return max([level, *(_depth(v, level + 1) for v in x.values())])
-    if isinstance(x, list):
-        return max([level, *(_depth(v, level + 1) for v in x)])
-    return level
+def _depth(x: Any) -> int:
+    return json_depth(x, _MAX_DEPTH)
 
 
 def _check_header(h: Any, where: str) -> list[dict[str, Any]]:

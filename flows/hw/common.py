@@ -18,6 +18,7 @@ from emulator.build import resolve_sources
 from emulator.params import RtlParams
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
+from learning.strict import clip, parse_json, read_file
 
 RUNS_DIR = Path("runs")
 # The surroundings assumed by synthesis (``abc -constr``) and by timing (the SDC): inputs
@@ -182,13 +183,32 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
 
 
+MAX_RECORD = 64 << 20  # bytes of a result file read back
+MAX_RECORD_DEPTH = 64  # nesting of a result file's JSON
+
+
+def read_record(path: Path, where: str | None = None) -> dict[str, Any]:
+    """A JSON result file read back (``<flow>.json``, ``point.json``, a tool's ``stat_*.json``)
+    as a JSON object, strictly: a regular file of at most :data:`MAX_RECORD` bytes, UTF-8,
+    at most :data:`MAX_RECORD_DEPTH` levels deep, no repeated keys, no integer of more than
+    40 digits (NaN and infinities are allowed: :func:`write_json` may write them). Anything
+    else is one short HalutError line naming the file (``where``, default the path)."""
+    where = clip(str(path) if where is None else where, 200)
+    data = parse_json(read_file(path, where, max_bytes=MAX_RECORD), where, what="",
+                      max_bytes=MAX_RECORD, max_depth=MAX_RECORD_DEPTH, allow_nan=True)
+    if not isinstance(data, dict):
+        raise HalutError(f"{where} is not a halut result (a JSON {type(data).__name__}, not "
+                         "an object)")
+    return data
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A result file, or None when it is missing or unreadable (then it is recomputed)."""
+    """A result file (:func:`read_record`), or None when it is missing, unreadable or not a
+    JSON object within the limits (then it is recomputed)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_record(path)
+    except HalutError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def fmt_table(rows: Sequence[tuple[str, Any]]) -> str:

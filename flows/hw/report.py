@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
+from flows.hw.common import read_record
 from learning.atomic import atomic_write_text, check_writable
 from learning.errors import HalutError
+from learning.strict import clip
 
 KINDS = ("lint", "synth", "sta", "post_route_sta", "pnr", "gls", "sweep")
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
@@ -145,18 +146,15 @@ def _section(kind: str, data: dict[str, Any], where: str, path: Path | None = No
 
 
 def _read_result(f: Path, where: str) -> dict[str, Any]:
-    """A result file as a JSON object; anything else is a one-line error naming it."""
+    """A result file as a JSON object (:func:`~flows.hw.common.read_record`: strict, size and
+    nesting limits); anything else is a one-line error naming it."""
     try:
-        data = json.loads(f.read_text())
-    except OSError as exc:
-        raise HalutError(f"cannot read {where}: {exc.strerror}") from None
-    except ValueError:
-        raise HalutError(f"{where} is not valid JSON (a damaged result: delete it or run "
-                         "its command again)") from None
-    if not isinstance(data, dict):
-        raise HalutError(f"{where} is not a halut result (a JSON {type(data).__name__}, not "
-                         "an object)")
-    return data
+        return read_record(f, where)
+    except HalutError as exc:
+        text = str(exc)
+        if "is not valid" in text:
+            text += "; a damaged result: delete it or run its command again"
+        raise HalutError(clip(text)) from None
 
 
 def render(run_dir: Path) -> str:
@@ -180,8 +178,8 @@ def render(run_dir: Path) -> str:
         except HalutError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise HalutError(f"{f} is not a valid {kind} result ({type(exc).__name__}: "
-                             f"{exc})") from None
+            raise HalutError(clip(f"{f} is not a valid {kind} result "
+                                  f"({type(exc).__name__}: {exc})")) from None
     pngs = sorted(run_dir.rglob("*.png"))
     if pngs:
         parts.append("<h2>plots</h2>" + "".join(_img(p.read_bytes(), p.name) for p in pngs))

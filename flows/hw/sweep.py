@@ -36,6 +36,7 @@ from flows.hw.common import (
 )
 from learning.atomic import atomic_write_bytes, atomic_write_text
 from learning.errors import HalutError
+from learning.strict import is_int, is_number, same_json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,12 +201,32 @@ def run_point(params: RtlParams, point_dir: str, settings: SweepSettings,
     return point
 
 
+# the figures of a ``point.json`` (:class:`SweepPoint`, the qflow ones with ``--pnr``) that
+# are integers; the others are numbers
+_POINT_COUNTS = ("cells", "flip_flops")
+_POINT_KEYS = frozenset({"params", "settings", *COLUMNS})
+
+
+def _well_formed(point: dict[str, Any]) -> bool:
+    """Every figure of ``point`` (:data:`COLUMNS`) that it has is a number (an integer for
+    counts; no booleans) or null (a row shows a figure a point lacks as empty), and it has
+    no key a :class:`SweepPoint` does not write."""
+    for name in COLUMNS:
+        v = point.get(name)
+        if v is not None and not (is_int(v) if name in _POINT_COUNTS else is_number(v)):
+            return False
+    return isinstance(point.get("params"), dict) and set(point) <= _POINT_KEYS
+
+
 def _finished(point_dir: Path, params: RtlParams, settings: SweepSettings
               ) -> dict[str, Any] | None:
-    """The ``point.json`` object of a finished point with these parameters and settings."""
+    """The ``point.json`` object of a finished point with these parameters and settings
+    (compared strictly: a ``true`` is no ``1``) whose figures are well-formed; None otherwise
+    (a missing, damaged or foreign point is run again)."""
     old = read_json(point_dir / "point.json")
-    if (old and old.get("params") == params_dict(params)
-            and old.get("settings") == settings.to_dict()):
+    if (old and same_json(old.get("params"), params_dict(params))
+            and same_json(old.get("settings"), settings.to_dict())
+            and _well_formed(old)):
         return old
     return None
 

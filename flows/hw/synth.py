@@ -57,6 +57,7 @@ from flows.hw.common import (
 )
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
+from learning.strict import is_int, is_number, same_json
 
 DEFAULT_PERIOD_NS = 10.0
 
@@ -97,6 +98,10 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "log": str, "extra": dict, "sources_digest": str}
 
 
+_MODULE_KEYS = frozenset({"module", "instances", "area_each", "local_area_total", "cells_total",
+                          "share"})
+
+
 def reusable(old: dict[str, Any] | None, params: RtlParams, period_ns: float, liberty: Path,
              digest: str, breakdown: bool, run_dir: Path) -> SynthResult | None:
     """The finished synthesis ``old`` (a ``synth.json``) when it was made from the same
@@ -105,7 +110,14 @@ def reusable(old: dict[str, Any] | None, params: RtlParams, period_ns: float, li
     if not old or any(not isinstance(old.get(k), t) or isinstance(old.get(k), bool)
                       for k, t in _FIELD_TYPES.items()):
         return None
-    if (old["params"] != params_dict(params) or old["period_ns"] != period_ns
+    if not set(old) <= set(_FIELD_TYPES) or not all(
+            is_int(n) for n in old["cell_types"].values()) or not all(
+            isinstance(m, dict) and set(m) == _MODULE_KEYS and isinstance(m["module"], str)
+            and all(is_int(m.get(k)) for k in ("instances", "cells_total"))
+            and all(is_number(m.get(k)) for k in ("area_each", "local_area_total", "share"))
+            for m in old["modules"]):
+        return None
+    if (not same_json(old["params"], params_dict(params)) or old["period_ns"] != period_ns
             or old["liberty"] != str(liberty) or old["sources_digest"] != digest
             or (breakdown and not old["modules"])):
         return None
