@@ -2,8 +2,10 @@
 
 ``learn(A, B, C, K)`` learns, for each of ``C`` contiguous codebooks of the input dims, a
 balanced binary tree of depth ``L = log2 K`` whose levels each split on ONE dimension
-(the hash function of section 4.2), then the prototypes jointly by ridge regression on the
-one-hot codes (section 4.3, eq. 8) and finally the lookup table ``LUT = prototypes . B``.
+(the hash function of section 4.2), then the lookup table jointly by ridge regression on
+the one-hot codes (section 4.3, eq. 8), solved in output space (``LUT = prototypes . B``
+directly) and shrunk toward the leaf means with a strength chosen on held-out rows
+(:func:`fit_lut`).
 
 Tree learning, per codebook and level (all buckets of the level at once):
 
@@ -16,8 +18,9 @@ Tree learning, per codebook and level (all buckets of the level at once):
 3. the candidate with the lowest total loss becomes the level's dim.
 
 Cost per codebook: ``O(L * n_candidates * N * (log N + D/C))``. Ridge: ``G^T G`` (CK x CK)
-from code co-occurrence counts (one ``bincount`` per codebook), ``G^T A`` (CK x D) as a
-sparse product in row chunks; neither builds the N x CK one-hot matrix densely.
+from code co-occurrence counts (one ``bincount`` per codebook), ``G^T Y`` (CK x M) and the
+leaf sums of the partial products as sparse products; neither builds the N x CK one-hot
+matrix densely.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from learning.model import HalutModel
 from learning.program import codebook_bounds, log2_exact
 from learning.validate import as_float_matrix
 
-_CHUNK_ROWS = 8192
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -213,65 +215,149 @@ def _gram(codes: np.ndarray, K: int) -> np.ndarray:
     return gtg
 
 
-def _gram_rhs(codes: np.ndarray, K: int, A: np.ndarray) -> np.ndarray:
-    """``G^T A`` (CK, D) float64 by sparse products over row chunks; codes (N, C)."""
-    N, C = codes.shape
-    out = np.zeros((C * K, A.shape[1]))
-    offs = (np.arange(C) * K)[None, :]
-    for lo in range(0, N, _CHUNK_ROWS):
-        hi = min(N, lo + _CHUNK_ROWS)
-        rows = np.repeat(np.arange(hi - lo), C)
-        cols = (codes[lo:hi] + offs).ravel()
-        G = scipy.sparse.csr_matrix((np.ones(rows.size), (cols, rows)),
-                                    shape=(C * K, hi - lo))
-        out += G @ A[lo:hi].astype(np.float64)
-    return out
+def _leaf_sums(codes: np.ndarray, K: int, Y: np.ndarray) -> np.ndarray:
+    """``sum of Y[n] over the rows n in leaf k of codebook c`` (K, M) float64; codes (N,)."""
+    G = scipy.sparse.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))),
+                                shape=(K, codes.size))
+    return np.asarray(G @ Y)
 
 
-def leaf_means(A: np.ndarray, codes: np.ndarray, bounds: np.ndarray, K: int) -> np.ndarray:
-    """Prototypes as leaf means in each codebook's own dims, zero elsewhere: (C*K, D)."""
-    N, C = codes.shape
-    P = np.zeros((C * K, A.shape[1]))
-    for c in range(C):
-        lo, hi = int(bounds[c]), int(bounds[c + 1])
-        cnt = np.bincount(codes[:, c], minlength=K)
-        G = scipy.sparse.csr_matrix((np.ones(N), (codes[:, c], np.arange(N))), shape=(K, N))
-        sums = np.asarray(G @ A[:, lo:hi].astype(np.float64))
-        P[c * K:(c + 1) * K, lo:hi] = sums / np.maximum(cnt, 1)[:, None]
-    return P
+@dataclass
+class _FitStats:
+    """Sufficient statistics of a set of rows for the LUT fit (all float64): ``G^T G``
+    (CK, CK), ``G^T Y`` (CK, M), the leaf sums of each codebook's own partial outputs (CK, M)
+    and the leaf counts (CK,) (the leaf-mean prior), ``||Y||^2``."""
 
+    gtg: np.ndarray
+    gty: np.ndarray
+    own: np.ndarray
+    count: np.ndarray
+    yy: float
 
-def ridge_prototypes(A: np.ndarray, codes: np.ndarray, K: int, lam: float) -> np.ndarray:
-    """Prototypes minimising ``||A - G P||^2 + lam ||P||^2`` (eq. 8): (C*K, D) float64."""
-    gtg = _gram(codes, K)
-    gtg[np.diag_indices_from(gtg)] += lam
-    rhs = _gram_rhs(codes, K, A)
-    # A small dense solve: one BLAS thread is as fast, and multi-threaded OpenBLAS slows
-    # down ~70x on a busy 2-core machine (measured: 15 ms vs 1.1 s for 512 x 512).
-    threads = 1 if gtg.shape[0] <= 4096 else None
-    try:
+    def __sub__(self, o: _FitStats) -> _FitStats:
+        return _FitStats(self.gtg - o.gtg, self.gty - o.gty, self.own - o.own,
+                         self.count - o.count, self.yy - o.yy)
+
+    def prior(self) -> np.ndarray:
+        """The leaf-mean LUT (CK, M): each leaf's mean of its codebook's partial output."""
+        return self.own / np.maximum(self.count, 1)[:, None]
+
+    def solve(self, lam: float) -> np.ndarray:
+        """The LUT minimising ``||Y - G T||^2 + lam ||T - prior||^2`` (inf: the prior)."""
+        if np.isinf(lam):
+            return self.prior()
+        lhs = self.gtg + lam * np.eye(self.gtg.shape[0])
+        rhs = self.gty + lam * self.prior()
+        # a small dense solve: one BLAS thread is as fast, and multi-threaded OpenBLAS slows
+        # down ~70x on a busy 2-core machine (measured: 15 ms vs 1.1 s for 512 x 512)
+        threads = 1 if lhs.shape[0] <= 4096 else None
         with threadpoolctl.threadpool_limits(threads, user_api="blas"):
-            factor = scipy.linalg.cho_factor(gtg, lower=False, check_finite=False)
+            factor = scipy.linalg.cho_factor(lhs, lower=False, check_finite=False)
             return np.asarray(scipy.linalg.cho_solve(factor, rhs, check_finite=False))
-    except np.linalg.LinAlgError as exc:  # only with lam == 0 and collinear codes
-        raise HalutError(f"ridge system is singular ({exc}); use a ridge lambda > 0") from exc
+
+    def sse(self, T: np.ndarray) -> float:
+        """``||Y - G T||^2`` of these rows, from the statistics alone."""
+        return float(self.yy - 2 * np.sum(T * self.gty) + np.sum(T * (self.gtg @ T)))
 
 
-def _check_options(C: int, K: int, n_candidates: int, ridge: float | None,
+def _fit_stats(parts: list[np.ndarray], codes: np.ndarray, K: int) -> _FitStats:
+    """Statistics of rows whose codes are ``codes`` (n, C) and whose per-codebook partial
+    outputs are ``parts[c]`` (n, M) float32 or float64."""
+    C = codes.shape[1]
+    Y = np.zeros(parts[0].shape)
+    for p in parts:
+        Y += p
+    own = np.concatenate([_leaf_sums(codes[:, c], K, parts[c].astype(np.float64))
+                          for c in range(C)])
+    gty = np.concatenate([_leaf_sums(codes[:, c], K, Y) for c in range(C)])
+    count = np.concatenate([np.bincount(codes[:, c], minlength=K) for c in range(C)])
+    return _FitStats(_gram(codes, K), gty, own, count.astype(np.float64), float(np.sum(Y * Y)))
+
+
+#: ridge strengths tried by ``ridge="auto"``, times the mean leaf size N / K; inf: leaf means
+AUTO_RIDGE_SCALES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, np.inf)
+_FOLDS = 5
+#: with this many rows per LUT entry or more, one 20 % hold-out instead of 5 folds
+_ONE_FOLD_ROWS = 50
+
+
+def fit_lut(A: np.ndarray, B: np.ndarray, codes: np.ndarray, bounds: np.ndarray, K: int,
+            ridge: float | str | None, seed: int = 0) -> tuple[np.ndarray, float]:
+    """The LUT (C*K, M) float64 of the trees' codes, and the ridge strength it used.
+
+    Fitted in output space: ``T = argmin ||A B - G T||^2 + lam ||T - T0||^2`` where G is the
+    one-hot code matrix and T0 the leaf-mean LUT (each leaf's mean of its codebook's own
+    partial product ``A[:, dims_c] @ B[dims_c]``): the ridge shrinks toward the leaf means,
+    never toward zero (``lam = inf`` is the leaf means). ``ridge``: a strength, None (leaf
+    means) or ``"auto"``: the strength among :data:`AUTO_RIDGE_SCALES` x N/K with the least
+    squared error on held-out rows (5 folds; one 20 % hold-out when rows are plentiful),
+    computed from per-fold statistics without revisiting the rows; leaf means are among the
+    candidates, so the choice is never worse than them on the held-out folds.
+    """
+    N, C = codes.shape
+    parts = []
+    for c in range(C):
+        a, b = A[:, int(bounds[c]):int(bounds[c + 1])], B[int(bounds[c]):int(bounds[c + 1])]
+        with np.errstate(over="ignore", invalid="ignore"):
+            part = a @ b
+        if not np.all(np.isfinite(part)):  # beyond float32 (finite inputs): in float64
+            part = a.astype(np.float64) @ b.astype(np.float64)
+        parts.append(part)
+    if ridge is None or ridge != "auto":
+        lam = np.inf if ridge is None else float(ridge)
+        return _fit_stats(parts, codes, K).solve(lam), lam
+    one = N >= _ONE_FOLD_ROWS * C * K
+    folds = np.random.default_rng(seed).permutation(N) % (_FOLDS)
+    if one:
+        folds = np.where(folds == 0, 0, 1)
+    n_folds = 1 if one else _FOLDS
+    stats = [_fit_stats([p[folds == f] for p in parts], codes[folds == f], K)
+             for f in range(n_folds + (1 if one else 0))]
+    total = stats[0]
+    for st in stats[1:]:
+        total = _FitStats(total.gtg + st.gtg, total.gty + st.gty, total.own + st.own,
+                          total.count + st.count, total.yy + st.yy)
+    mean_leaf = N / K
+    scored = []
+    for scale in AUTO_RIDGE_SCALES:
+        lam = scale * mean_leaf
+        err = 0.0
+        for f in range(n_folds):
+            try:
+                err += stats[f].sse((total - stats[f]).solve(lam))
+            except np.linalg.LinAlgError:
+                err = np.inf
+                break
+        scored.append((err, lam))
+    scored.sort(key=lambda e: e[0])  # stable: ties keep the weaker ridge
+    for _, lam in scored:  # the best whose table float32 holds (extreme activations)
+        try:
+            T = total.solve(lam)
+        except np.linalg.LinAlgError:
+            continue
+        if np.all(np.abs(T) <= _F32_MAX):
+            return T, float(lam)
+    lam = scored[0][1]
+    return total.solve(lam), float(lam)
+
+
+def _check_options(C: int, K: int, n_candidates: int, ridge: float | str | None,
                    calibration_rows: int) -> None:
     if not isinstance(C, (int, np.integer)) or isinstance(C, bool) or C < 1:
         raise HalutError(f"C must be a positive integer, got {C!r}")
     log2_exact(K)
     if int(n_candidates) < 1:
         raise HalutError(f"n_candidates must be >= 1, got {n_candidates}")
-    if ridge is not None and not (np.isfinite(ridge) and ridge >= 0):
-        raise HalutError(f"ridge lambda must be finite and >= 0 (or None), got {ridge}")
+    if ridge is not None and ridge != "auto" and (
+            isinstance(ridge, (str, bool)) or not (np.isfinite(ridge) and ridge >= 0)):
+        raise HalutError(f"ridge must be 'auto', None or a finite number >= 0, got {ridge!r}")
     if int(calibration_rows) < 0:
         raise HalutError(f"calibration_rows must be >= 0, got {calibration_rows}")
 
 
 def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
-          bias: np.ndarray | None = None, n_candidates: int = 4, ridge: float | None = 1.0,
+          bias: np.ndarray | None = None, n_candidates: int = 4,
+          ridge: float | str | None = "auto",
           max_bins: int | None = 256, calibration_rows: int = 1024,
           keep_weights: bool = True) -> HalutModel:
     """Learn a MADDNESS model of the layer ``A @ B + bias``.
@@ -285,7 +371,8 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
     seed : seeds the choice of calibration rows (learning itself is deterministic)
     bias : (M,) float array or None (zeros)
     n_candidates : candidate split dims tried per tree level (the top by bucket SSE)
-    ridge : lambda of the ridge regression for the prototypes; None keeps the leaf means
+    ridge : the prototypes' ridge strength toward the leaf means (:func:`fit_lut`): a number,
+        None (the leaf means themselves) or ``"auto"`` (chosen on held-out rows)
     calibration_rows : training rows whose split-dim features are kept for quantization
     keep_weights : store ``B`` in the model (needed for :meth:`HalutModel.exact`)
 
@@ -319,18 +406,16 @@ def learn(A: np.ndarray, B: np.ndarray, C: int, K: int, *, seed: int = 0,
     trees = [learn_tree(A32[:, bounds[c]:bounds[c + 1]], int(bounds[c]), L,
                         int(n_candidates), max_bins) for c in range(int(C))]
     codes = np.stack([t.codes for t in trees], axis=1)  # (N, C)
-    if ridge is None:
-        P = leaf_means(A32, codes, bounds, K)
-    else:
-        P = ridge_prototypes(A32, codes, K, float(ridge))
-    lut = (P @ B32.astype(np.float64)).reshape(int(C), K, M).transpose(2, 0, 1)
+    T, lam = fit_lut(A32, B32, codes, bounds, K, ridge, seed)
+    lut = T.reshape(int(C), K, M).transpose(2, 0, 1)
     _check_float32_range(lut, "lookup-table entries", A32)
     counts = np.stack([np.bincount(codes[:, c], minlength=K) for c in range(int(C))])
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(N, size=min(N, int(calibration_rows)), replace=False))
     dims = np.stack([t.dims for t in trees])
-    stats: dict[str, Any] = {"n_rows": int(N), "ridge": ridge, "n_candidates": int(n_candidates),
-                             "seed": int(seed)}
+    stats: dict[str, Any] = {"n_rows": int(N), "ridge": ridge,
+                             "ridge_lambda": None if np.isinf(lam) else lam,
+                             "n_candidates": int(n_candidates), "seed": int(seed)}
     model = HalutModel(dims=dims, thresholds=np.stack([t.thresholds for t in trees]),
                        lut=lut.astype(np.float32), bias=bias32, D=D,
                        weights=B32 if keep_weights else None, stats=stats, counts=counts,
