@@ -215,11 +215,12 @@ def _gram(codes: np.ndarray, K: int) -> np.ndarray:
     return gtg
 
 
-def _leaf_sums(codes: np.ndarray, K: int, Y: np.ndarray) -> np.ndarray:
-    """``sum of Y[n] over the rows n in leaf k of codebook c`` (K, M) float64; codes (N,)."""
-    G = scipy.sparse.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))),
-                                shape=(K, codes.size))
-    return np.asarray(G @ Y)
+def _code_matrix(codes: np.ndarray, K: int) -> scipy.sparse.csr_matrix:
+    """The one-hot code matrix transposed, ``G^T`` (CK, N), sparse; codes (N, C)."""
+    N, C = codes.shape
+    cols = np.repeat(np.arange(N), C)
+    return scipy.sparse.csr_matrix((np.ones(N * C), ((codes + np.arange(C) * K).ravel(), cols)),
+                                   shape=(C * K, N))
 
 
 @dataclass
@@ -260,25 +261,40 @@ class _FitStats:
         return float(self.yy - 2 * np.sum(T * self.gty) + np.sum(T * (self.gtg @ T)))
 
 
-def _fit_stats(parts: list[np.ndarray], codes: np.ndarray, K: int) -> _FitStats:
-    """Statistics of rows whose codes are ``codes`` (n, C) and whose per-codebook partial
-    outputs are ``parts[c]`` (n, M) float32 or float64."""
+def _fold_stats(A: np.ndarray, B: np.ndarray, codes: np.ndarray, bounds: np.ndarray, K: int,
+                folds: np.ndarray, n_folds: int) -> list[_FitStats]:
+    """The statistics of each fold's rows (``folds``: (N,) fold ids in [0, n_folds)):
+    ``G^T Y`` and ``G^T G`` from one sparse code matrix per fold, the leaf-mean prior as
+    (leaf sums of each codebook's own input dims) @ its rows of B, so no N x M product per
+    codebook is ever formed."""
     C = codes.shape[1]
-    Y = np.zeros(parts[0].shape)
-    for p in parts:
-        Y += p
-    own = np.concatenate([_leaf_sums(codes[:, c], K, parts[c].astype(np.float64))
-                          for c in range(C)])
-    gty = np.concatenate([_leaf_sums(codes[:, c], K, Y) for c in range(C)])
-    count = np.concatenate([np.bincount(codes[:, c], minlength=K) for c in range(C)])
-    return _FitStats(_gram(codes, K), gty, own, count.astype(np.float64), float(np.sum(Y * Y)))
+    B64 = B.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Y = (A @ B).astype(np.float64)
+    if not np.all(np.isfinite(Y)):  # partial sums beyond float32 (finite inputs): in float64
+        Y = A.astype(np.float64) @ B64
+    out = []
+    for f in range(n_folds):
+        m = folds == f
+        cf, Af, Yf = codes[m], A[m], Y[m]
+        Gt = _code_matrix(cf, K)
+        own = np.concatenate([
+            (Gt[c * K:(c + 1) * K] @ Af[:, int(bounds[c]):int(bounds[c + 1])].astype(np.float64))
+            @ B64[int(bounds[c]):int(bounds[c + 1])] for c in range(C)])
+        count = np.asarray(Gt.sum(axis=1)).ravel()
+        out.append(_FitStats(_gram(cf, K), np.asarray(Gt @ Yf), np.asarray(own), count,
+                             float(np.sum(Yf * Yf))))
+    return out
 
 
 #: ridge strengths tried by ``ridge="auto"``, times the mean leaf size N / K; inf: leaf means
+#: (with plentiful rows every third one: the strength matters little there)
 AUTO_RIDGE_SCALES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, np.inf)
 _FOLDS = 5
+#: how much lower (relative) a ridge's held-out error must be than the leaf means' to win
+_AUTO_MARGIN = 0.05
 #: with this many rows per LUT entry or more, one 20 % hold-out instead of 5 folds
-_ONE_FOLD_ROWS = 50
+_ONE_FOLD_ROWS = 10
 
 
 def fit_lut(A: np.ndarray, B: np.ndarray, codes: np.ndarray, bounds: np.ndarray, K: int,
@@ -295,31 +311,23 @@ def fit_lut(A: np.ndarray, B: np.ndarray, codes: np.ndarray, bounds: np.ndarray,
     candidates, so the choice is never worse than them on the held-out folds.
     """
     N, C = codes.shape
-    parts = []
-    for c in range(C):
-        a, b = A[:, int(bounds[c]):int(bounds[c + 1])], B[int(bounds[c]):int(bounds[c + 1])]
-        with np.errstate(over="ignore", invalid="ignore"):
-            part = a @ b
-        if not np.all(np.isfinite(part)):  # beyond float32 (finite inputs): in float64
-            part = a.astype(np.float64) @ b.astype(np.float64)
-        parts.append(part)
     if ridge is None or ridge != "auto":
         lam = np.inf if ridge is None else float(ridge)
-        return _fit_stats(parts, codes, K).solve(lam), lam
-    one = N >= _ONE_FOLD_ROWS * C * K
-    folds = np.random.default_rng(seed).permutation(N) % (_FOLDS)
+        return _fold_stats(A, B, codes, bounds, K, np.zeros(N, np.int64), 1)[0].solve(lam), lam
+    one = N >= _ONE_FOLD_ROWS * C * K  # plentiful rows: one 20 % hold-out, fewer strengths
+    folds = np.random.default_rng(seed).permutation(N) % _FOLDS
     if one:
-        folds = np.where(folds == 0, 0, 1)
-    n_folds = 1 if one else _FOLDS
-    stats = [_fit_stats([p[folds == f] for p in parts], codes[folds == f], K)
-             for f in range(n_folds + (1 if one else 0))]
+        folds = (folds != 0).astype(np.int64)  # fold 0: the hold-out; fold 1: the rest
+    stats = _fold_stats(A, B, codes, bounds, K, folds, 2 if one else _FOLDS)
     total = stats[0]
     for st in stats[1:]:
         total = _FitStats(total.gtg + st.gtg, total.gty + st.gty, total.own + st.own,
                           total.count + st.count, total.yy + st.yy)
+    n_folds = 1 if one else _FOLDS
+    scales = AUTO_RIDGE_SCALES[::3] if one else AUTO_RIDGE_SCALES
     mean_leaf = N / K
     scored = []
-    for scale in AUTO_RIDGE_SCALES:
+    for scale in scales:
         lam = scale * mean_leaf
         err = 0.0
         for f in range(n_folds):
@@ -329,6 +337,11 @@ def fit_lut(A: np.ndarray, B: np.ndarray, codes: np.ndarray, bounds: np.ndarray,
                 err = np.inf
                 break
         scored.append((err, lam))
+    # the leaf means unless a ridge beats them clearly on the held-out folds: a small gain
+    # there is within the folds' noise, and a small-sample fit must not do worse than them
+    means_err = scored[-1][0]  # the last scale is inf: the leaf means
+    scored = [(e if np.isinf(lam) or e < (1 - _AUTO_MARGIN) * means_err else np.inf, lam)
+              for e, lam in scored]
     scored.sort(key=lambda e: e[0])  # stable: ties keep the weaker ridge
     for _, lam in scored:  # the best whose table float32 holds (extreme activations)
         try:

@@ -163,3 +163,44 @@ def test_bad_input_to_learn_is_one_clear_error(name: str, change: dict[str, obje
     with pytest.raises(HalutError, match=match) as exc:
         learn(args["A"], args["B"], args["C"], args["K"], bias=args["bias"])  # type: ignore
     assert "\n" not in str(exc.value)
+
+
+def _series(rng: np.random.Generator, n: int, D: int) -> np.ndarray:
+    t = np.linspace(0, 1, D)[None, :]
+    X = np.zeros((n, D))
+    for _ in range(3):
+        X += rng.normal(0, 1, (n, 1)) * np.sin(2 * np.pi * rng.uniform(0.5, 6, (n, 1)) * t
+                                                + rng.uniform(0, 6.3, (n, 1)))
+    X += rng.normal(0, 1, (n, 1)) * (t > rng.uniform(0, 1, (n, 1)))
+    return (X + rng.normal(0, 0.05, X.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n_train", [40, 120])
+def test_auto_ridge_on_small_sets_is_no_worse_than_leaf_means(n_train: int) -> None:
+    from learning.maddness import _fold_stats
+    from learning.program import codebook_bounds
+
+    rng = np.random.default_rng(n_train)
+    A = _series(rng, n_train + 500, 96)
+    A_tr, A_te = A[:n_train], A[n_train:]
+    B = np.ascontiguousarray(A_tr[:12].T)
+    Y = A_te @ B
+    auto = learn(A_tr, B, 8, 16)
+    means = learn(A_tr, B, 8, 16, ridge=None)
+    # the former default: ridge lambda = 1 toward zero, on the same trees
+    st = _fold_stats(A_tr, B, auto.encode(A_tr), codebook_bounds(96, 8), 16,
+                     np.zeros(n_train, np.int64), 1)[0]
+    T = np.linalg.solve(st.gtg + np.eye(st.gtg.shape[0]), st.gty)
+    old = HalutModel(dims=auto.dims, thresholds=auto.thresholds, D=96, bias=auto.bias,
+                     lut=T.reshape(8, 16, 12).transpose(2, 0, 1).astype(np.float32))
+    e_auto, e_means, e_old = (nmse(m.predict(A_te), Y) for m in (auto, means, old))
+    assert e_auto <= min(e_means, e_old) * 1.0001
+    assert e_old > 1.5 * e_means  # what the issue measured: shrinking toward zero hurts
+
+
+def test_auto_ridge_beats_leaf_means_when_rows_are_plentiful(
+        data: tuple[np.ndarray, ...], model: HalutModel) -> None:
+    A, A_test, B = data
+    means = learn(A, B, 8, 16, ridge=None)
+    assert model.stats["ridge"] == "auto" and model.stats["ridge_lambda"] is not None
+    assert nmse(model.predict(A_test), A_test @ B) < 0.8 * nmse(means.predict(A_test), A_test @ B)
