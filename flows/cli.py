@@ -11,10 +11,10 @@ file system) print one line on stderr and exit 1; ``--debug`` shows the tracebac
 
 from __future__ import annotations
 
-from flows import cmd_hw, cmd_layer, cmd_model, cmd_net, cmd_run, cmd_sweep
+from flows import cmd_convergence, cmd_hw, cmd_layer, cmd_model, cmd_net, cmd_run, cmd_sweep
 from flows.clibase import emit_json, main
 
-for _mod in (cmd_model, cmd_run, cmd_layer, cmd_net, cmd_sweep, cmd_hw):
+for _mod in (cmd_model, cmd_run, cmd_layer, cmd_net, cmd_sweep, cmd_convergence, cmd_hw):
     _mod.register(main)
 
 __all__ = ["emit_json", "main"]
