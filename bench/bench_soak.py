@@ -1,5 +1,5 @@
 """Soak: at least 10^7 simulated clock cycles of the Verilated accelerator with its protocol
-assertions on (docs/reliability-rtl.md), under random bubbles, random back-pressure and
+assertions on (docs/reliability.md), under random bubbles, random back-pressure and
 overlapped configuration, every row compared with the golden model bit for bit.
 
 Two small chips with two banks (so each job's configuration loads beside the previous job's
@@ -62,7 +62,7 @@ def assertion_builds() -> Iterator[None]:
     saved = rtl.build_for
 
     def build_for(params: RtlParams, driver: str, *, trace: bool | str = False,
-                  sources: Any = None) -> BuildResult:
+                  sources: Any = None, assertions: bool = False) -> BuildResult:
         if driver != "batch" or trace:
             raise HalutError("the soak runs the batch harness without a waveform")
         return build_harness(params, sources=sources, extra_flags=assert_flags())

@@ -179,7 +179,7 @@ def _remove_stale_build_dirs(root: Path, key: str) -> None:
     Call with ``<key>.lock`` held: every build of ``key`` makes its temporary folder and
     renames or removes it while holding that lock, and the kernel drops the lock of a
     process that dies, so a folder of that name seen under the lock belongs to no live
-    build (docs/reliability-files.md)."""
+    build (docs/reliability.md)."""
     for stale in root.glob(f".{key}.*"):
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)

@@ -43,7 +43,7 @@ import numpy as np
 
 from emulator.hwif import ConfigWrites
 from emulator.verilator import assertion_check
-from learning.atomic import check_writable, copy_permissions, temp_beside
+from learning.atomic import check_writable, copy_permissions, locked_temp_beside
 from learning.errors import HalutError
 
 M64 = (1 << 64) - 1
@@ -271,8 +271,9 @@ class TraceFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.target = check_writable(path, "waveform")
-        try:
-            self.temp = Path(temp_beside(self.target))
+        try:  # held locked until commit/discard: once killed, the next write removes it
+            self._fd, temp = locked_temp_beside(self.target)
+            self.temp = Path(temp)
         except OSError as exc:
             raise HalutError(f"cannot write waveform {path}: {exc.strerror} "
                              f"({self.target.parent})") from None
@@ -300,11 +301,19 @@ class TraceFile:
         except OSError as exc:
             self.discard()
             raise HalutError(f"cannot write waveform {self.path}: {exc.strerror}") from None
+        self._release()
 
     def discard(self) -> None:
         """Remove the temporary file (the previous waveform, if any, stays)."""
         with contextlib.suppress(OSError):
             self.temp.unlink()
+        self._release()
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
     def finish(self, *, keep: bool, written: bool = True) -> None:
         """After the simulator has closed the trace: :meth:`commit` it with ``keep``, else

@@ -37,6 +37,7 @@ from emulator.harness import (
 from emulator.hwif import ConfigWrites, job_writes, swap_write
 from emulator.params import RtlParams
 from emulator.runner import BackendBase, Cell, Job, LayerModel, RunResult
+from emulator.verilator import assert_flags
 from learning.atomic import check_writable
 from learning.errors import HalutError
 from learning.program import HardwareProgram
@@ -78,11 +79,14 @@ def unpack_results(out: np.ndarray, N: int, params: RtlParams, cols: int,
 
 
 def build_for(params: RtlParams, driver: str, *, trace: bool | str = False,
-              sources: Sequence[str | os.PathLike[str]] | None = None) -> BuildResult:
-    """The cached build a driver needs (the cycle driver's build always has VCD tracing)."""
+              sources: Sequence[str | os.PathLike[str]] | None = None,
+              assertions: bool = False) -> BuildResult:
+    """The cached build a driver needs (the cycle driver's build always has VCD tracing);
+    ``assertions``: with the RTL's protocol assertions (a separate build, docs/reliability.md)."""
+    flags = assert_flags() if assertions else ()
     if driver == "batch":
-        return build_harness(params, sources=sources, trace=trace)
-    return build_pyverilator(params, sources=sources, trace_fst=trace == "fst")
+        return build_harness(params, sources=sources, trace=trace, extra_flags=flags)
+    return build_pyverilator(params, sources=sources, trace_fst=trace == "fst", extra_flags=flags)
 
 
 def open_sim(build: BuildResult, driver: str, trace: str | os.PathLike[str] | None) -> StreamDriver:
@@ -138,7 +142,7 @@ class RtlSession:
         max_idle = 10_000 + 4 * max(
             0 if h.pattern is None else h.pattern.size for h in (backend.valid, backend.ready))
         self.build = build_for(self.params, self.driver, trace=backend.trace_kind,
-                               sources=backend.sources)
+                               sources=backend.sources, assertions=backend.assertions)
         self.sim = open_sim(self.build, self.driver, backend.vcd)
         try:
             self.sim.reset()
@@ -240,6 +244,8 @@ class RtlBackend(BackendBase):
     seed : seed of the random bubbles / back-pressure
     progress : show a tqdm bar over tiles (when the backend runs a matrix by itself)
     sources : RTL files replacing rtl/halut.f (a gate-level netlist plus cell models)
+    assertions : simulate with the RTL's protocol assertions (a build of its own, about 1.65x
+        slower); a violated rule is a HalutError naming the cycle and the rule
     """
 
     name = "rtl"
@@ -248,7 +254,8 @@ class RtlBackend(BackendBase):
     def __init__(self, *, params: RtlParams | None = None, driver: str = "batch",
                  vcd: str | os.PathLike[str] | None = None, bubbles: object = None,
                  backpressure: object = None, seed: int | None = None, progress: bool = False,
-                 sources: Sequence[str | os.PathLike[str]] | None = None) -> None:
+                 sources: Sequence[str | os.PathLike[str]] | None = None,
+                 assertions: bool = False) -> None:
         if driver not in DRIVERS:
             raise HalutError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
         if params is not None and not isinstance(params, RtlParams):
@@ -260,6 +267,7 @@ class RtlBackend(BackendBase):
         self.bubbles, self.backpressure = bubbles, backpressure
         resolve_sources(sources)  # missing files fail before any Verilation
         self.sources = sources
+        self.assertions = bool(assertions)
         self.vcd = vcd
         self.trace_kind: bool | str = False
         if vcd is not None:
@@ -280,7 +288,8 @@ class RtlBackend(BackendBase):
         return {"params": None if self.params is None else self.params.verilog_parameters(),
                 "driver": self.driver, "bubbles": self.bubbles,
                 "backpressure": self.backpressure, "seed": self.seed,
-                "sources": None if self.sources is None else [str(p) for p in self.sources]}
+                "sources": None if self.sources is None else [str(p) for p in self.sources],
+                "assertions": self.assertions}
 
     def open(self, layer: LayerModel) -> RtlSession:
         return RtlSession(self, layer.need_program(self.name))

@@ -15,7 +15,7 @@ Facts from docs/TOOLCHAIN (measured here):
 
 It also holds what a build with the RTL's protocol assertions needs (:func:`assert_flags`)
 and the check that turns a failed assertion into a HalutError (:func:`assertion_check`);
-see docs/reliability-rtl.md.
+see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def build_env(v: Verilator | None = None) -> dict[str, str]:
     return env
 
 
-# ---- the RTL's protocol assertions (docs/reliability-rtl.md) ----------------------------------
+# ---- the RTL's protocol assertions (docs/reliability.md) ----------------------------------
 # rtl/halut_accel.sv compiles its assertions only with this define (never for synthesis)
 ASSERT_DEFINE = "HALUT_ASSERT"
 

@@ -14,7 +14,7 @@ place does (:func:`remove_stale_temps`):
   (the lock, not the PID, decides). Files of other names, and temporaries made before this
   scheme (no PID in the name), are left alone.
 
-See docs/reliability-files.md.
+See docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -561,7 +561,7 @@ def tile_format(tmp: Path) -> Format:
 def _record_files(tmp: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     """A ``sweep.json``, a ``point.json`` and a ``synth.json`` as the flows write them."""
     from emulator.params import RtlParams
-    from flows.hw.common import params_dict, write_json
+    from flows.hw.common import params_dict, read_record, write_json
     from flows.hw.sweep import GridAxis, SweepPoint, SweepResult, SweepRow, SweepSettings
     from flows.hw.synth import SynthResult
 
@@ -591,7 +591,7 @@ def _record_files(tmp: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
                               ("synth.json", synth_dir, synth.to_dict())):
         folder.mkdir(exist_ok=True)
         write_json(folder / name, obj)
-        out[name] = (folder / name, json.loads((folder / name).read_text()))
+        out[name] = (folder / name, read_record(folder / name))  # as read back: unsigned
     return out
 
 
@@ -1031,8 +1031,9 @@ def test_cache_records_with_wrong_types_are_recomputed(tmp_path: Path) -> None:
 
 def test_nan_in_a_record_is_kept(tmp_path: Path) -> None:
     """The flows' writer allows NaN (``json.dumps``' default), so the reader must too."""
-    from flows.hw.common import read_record
+    from flows.hw.common import read_record, write_json
 
-    (tmp_path / "sta.json").write_text('{"wns_ns": NaN, "power_w": {"total": Infinity}}')
+    write_json(tmp_path / "sta.json", {"wns_ns": math.nan, "power_w": {"total": math.inf}})
+    assert "NaN" in (tmp_path / "sta.json").read_text()
     got = read_record(tmp_path / "sta.json")
     assert math.isnan(got["wns_ns"]) and got["power_w"]["total"] == math.inf

@@ -17,11 +17,17 @@ from click.testing import CliRunner
 from emulator.hwif import port_names
 from emulator.params import RtlParams
 from flows.cli import main
+from flows.hw.common import CHECKSUM_KEY, read_record, write_json
 from flows.hw.lint import lint
 from flows.hw.report import write_report
 from flows.hw.sta import run_sta
 from flows.hw.sweep import parse_grid, sweep
 from flows.hw.synth import SynthResult, synthesize
+
+
+def _written(path: Path) -> dict:
+    """A result file as written, its checksum checked and left out."""
+    return {k: v for k, v in read_record(path).items() if k != CHECKSUM_KEY}
 
 pytestmark = pytest.mark.xdist_group("hw_flows")
 
@@ -43,8 +49,8 @@ def synth(synth_dir: Path) -> SynthResult:
 def test_rtl_lints_clean_for_a_tiny_configuration(tmp_path: Path) -> None:
     res = lint(TINY, tmp_path)
     assert res.passed, res.warnings + res.errors
-    assert json.loads((tmp_path / "lint.json").read_text())["passed"] is True
-    assert json.loads((tmp_path / "lint.json").read_text()) == res.to_dict()
+    assert _written(tmp_path / "lint.json")["passed"] is True
+    assert _written(tmp_path / "lint.json") == res.to_dict()
 
 
 def _stub_top(body: str = "") -> str:
@@ -69,7 +75,7 @@ def test_lint_lists_each_warning_and_fails(tmp_path: Path) -> None:
 
 
 def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult, synth_dir: Path) -> None:
-    assert json.loads((synth_dir / "synth.json").read_text()) == synth.to_dict()
+    assert _written(synth_dir / "synth.json") == synth.to_dict()
     netlist = Path(synth.netlist).read_text()
     assert re.search(r"^module halut_accel\(", netlist, re.M)
     for port in port_names():  # every port of the interface, clk_i ... out_data_o
@@ -89,7 +95,7 @@ def test_synthesis_figures_agree_with_the_netlist(synth: SynthResult, synth_dir:
 def test_fmax_bisection_finds_the_period_where_slack_crosses_zero(
         synth: SynthResult, synth_dir: Path) -> None:
     res = run_sta(TINY, Path(synth.netlist), synth_dir / "sta", period_ns=10.0)
-    assert json.loads((synth_dir / "sta" / "sta.json").read_text()) == res.to_dict()
+    assert _written(synth_dir / "sta" / "sta.json") == res.to_dict()
     assert res.met and res.wns_ns > 0
     assert res.critical_path["start"] and res.critical_path["end"]
     assert res.power_w["total"] > 0
@@ -126,7 +132,7 @@ def test_sweep_over_two_points_resumes_and_plots(tmp_path: Path) -> None:
     again = sweep(TINY_SETTINGS, grid, tmp_path, jobs=2)
     assert all(r.reused for r in again.rows)
     assert [r.area for r in again.rows] == [r.area for r in first.rows]
-    assert json.loads((tmp_path / "sweep.json").read_text()) == again.to_dict()
+    assert _written(tmp_path / "sweep.json") == again.to_dict()
     csv = (tmp_path / "sweep.csv").read_text().splitlines()
     assert csv[0].startswith("C,area,cells") and len(csv) == 3
     for name in ("area_vs_C.png", "fmax_vs_C.png"):
@@ -158,7 +164,7 @@ def test_gate_level_netlist_matches_golden_and_rtl_cycles(synth_dir: Path,
                                        "--programs", "3", "--rows", "5", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data == json.loads((synth_dir / "gls.json").read_text())
+    assert data == _written(synth_dir / "gls.json")
     assert data["passed"] and len(data["cases"]) == 6
     # the chip's size; three codebook passes x three column tiles, each job loading beside
     # the previous one's rows; fewer codebooks than the chip
@@ -176,7 +182,7 @@ def test_qflow_places_and_routes_a_tiny_configuration(synth_dir: Path,
                                        "--run-dir", str(synth_dir), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data == json.loads((synth_dir / "pnr.json").read_text())
+    assert data == _written(synth_dir / "pnr.json")
     assert data["failed_routes"] == 0
     assert data["die_area_um2"] > synth.area * 0.5
     assert data["wirelength_um"] > 0 and data["vesta_fmax_mhz"] > 0
@@ -201,7 +207,7 @@ def test_a_synthesis_is_reused_only_for_the_same_rtl(synth: SynthResult, synth_d
         (run / name).write_bytes((synth_dir / name).read_bytes())
     old = dict(synth.to_dict(), netlist=str(run / "netlist.v"), generic=str(run / "generic.v"),
                run_dir=str(run))
-    (run / "synth.json").write_text(json.dumps(old))
+    write_json(run / "synth.json", old)
     again = synthesize(TINY, run, period_ns=10.0, reuse=True, breakdown=False)
     assert again.area == synth.area and not (run / "synth.log").exists()  # reused
     # other RTL in the same folder: synthesized again (and this one does not parse), not

@@ -425,6 +425,8 @@ def test_synthesis_is_reused_only_for_the_same_rtl(tmp_path: Path) -> None:
 
 
 def test_report_errors_are_one_line(tmp_path: Path) -> None:
+    from flows.hw.common import write_json
+
     (tmp_path / "garbage").mkdir()
     (tmp_path / "garbage" / "sweep.json").write_text("garbage\n")
     (tmp_path / "garbage" / "plot.png").write_bytes(b"\x89PNG")
@@ -435,23 +437,30 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "list" / "sta.json").write_text("[1, 2]\n")
     _one_line_error(["hw", "report", str(tmp_path / "list")], "not a halut result")
     (tmp_path / "typed").mkdir()
-    (tmp_path / "typed" / "synth.json").write_text(json.dumps(
-        {"area": "abc", "cells": None, "modules": "x", "cell_types": {}}))
+    write_json(tmp_path / "typed" / "synth.json",
+               {"area": "abc", "cells": None, "modules": "x", "cell_types": {}})
     _one_line_error(["hw", "report", str(tmp_path / "typed")],
                     "synth.json is not a valid synth result: 'modules' must be a list")
-    (tmp_path / "typed" / "synth.json").write_text(json.dumps(
-        {"modules": [{"module": "m", "local_area_total": "big"}]}))
+    write_json(tmp_path / "typed" / "synth.json",
+               {"modules": [{"module": "m", "local_area_total": "big"}]})
     _one_line_error(["hw", "report", str(tmp_path / "typed")], "numeric 'local_area_total'")
-    (tmp_path / "typed" / "synth.json").write_text(json.dumps({"modules": [],
-                                                               "cell_types": [1]}))
+    write_json(tmp_path / "typed" / "synth.json", {"modules": [], "cell_types": [1]})
     _one_line_error(["hw", "report", str(tmp_path / "typed")], "'cell_types' must be an object")
     a_file = tmp_path / "A.npy"
     a_file.write_bytes(b"x")
     _one_line_error(["hw", "report", str(a_file)], f"{a_file} is not a directory")
     good = tmp_path / "good"
     good.mkdir()
-    (good / "lint.json").write_text(json.dumps({"passed": True, "warnings": [],
-                                                "errors": []}))
+    write_json(good / "lint.json", {"passed": True, "warnings": [], "errors": []})
+    unsigned = tmp_path / "unsigned"  # a result without its checksum: not trusted
+    unsigned.mkdir()
+    (unsigned / "lint.json").write_text(json.dumps({"passed": True, "warnings": [],
+                                                    "errors": []}))
+    _one_line_error(["hw", "report", str(unsigned)], "has no checksum")
+    edited = json.loads((good / "lint.json").read_text())
+    edited["passed"] = False
+    (unsigned / "lint.json").write_text(json.dumps(edited))
+    _one_line_error(["hw", "report", str(unsigned)], "checksum mismatch")
     _one_line_error(["hw", "report", str(good), "-o", str(a_file / "r.html")],
                     f"cannot write report {a_file / 'r.html'}: {a_file} is not a folder")
     r = CliRunner().invoke(main, ["hw", "report", str(good), "-o", str(tmp_path / "r.html")])

@@ -1,4 +1,4 @@
-"""Inputs and outputs are checked before any work (docs/reliability-files.md): .npy files
+"""Inputs and outputs are checked before any work (docs/reliability.md): .npy files
 that declare more data than they hold or than memory allows, unwritable outputs, and
 extreme but finite training values -- one line each, never a traceback, a numpy warning or
 a model whose outputs overflow."""

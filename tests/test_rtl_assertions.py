@@ -1,4 +1,4 @@
-"""The RTL's protocol assertions (rtl/halut_accel.sv, docs/reliability-rtl.md).
+"""The RTL's protocol assertions (rtl/halut_accel.sv, docs/reliability.md).
 
 Builds with ``emulator.verilator.assert_flags()`` (Verilator ``--assert
 +define+HALUT_ASSERT`` and the hook that turns a failure into a HalutError) at small
@@ -56,7 +56,7 @@ def assert_build(params: RtlParams, driver: str = "batch",
 def with_assertions(monkeypatch: pytest.MonkeyPatch) -> None:
     """RtlBackend / run_rtl use assertion builds (emulator.rtl.build_for with the flags)."""
     def build_for(params: RtlParams, driver: str, *, trace: bool | str = False,
-                  sources: object = None) -> BuildResult:
+                  sources: object = None, assertions: bool = False) -> BuildResult:
         assert trace is False
         return assert_build(params, driver, sources)  # type: ignore[arg-type]
 
@@ -286,8 +286,21 @@ def test_a_broken_output_stage_fires_the_chip_assertions(tmp_path: Path, mutant:
     program = program_for(P2, 3, 8, seed=11)
     A = random_activations(np.random.default_rng(12), program, 8)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rtl, "build_for", lambda params, driver, *, trace=False, sources=None:
+        mp.setattr(rtl, "build_for",
+                   lambda params, driver, *, trace=False, sources=None, assertions=False:
                    assert_build(params, driver, sources))
         with pytest.raises(HalutError, match=f"RTL assertion failed: halut_accel: ({message})"):
             rtl.run_rtl(program, A, params=P2, bubbles=0.3, backpressure=0.5, seed=2,
                         sources=sources)
+
+
+def test_the_backend_option_builds_with_assertions() -> None:
+    """``RtlBackend(assertions=True)``: the user's switch, a separate cached build."""
+    program = program_for(P2, 3, 8, seed=5)
+    A = random_activations(np.random.default_rng(6), program, 12)
+    res = rtl.run_rtl(program, A, params=P2, bubbles=0.3, backpressure=0.5, seed=1,
+                      assertions=True)
+    assert np.array_equal(res.y.view(np.uint32), golden.run(program, A).y.view(np.uint32))
+    plain = rtl.run_rtl(program, A, params=P2)
+    assert res.info["build"]["key"] != plain.info["build"]["key"]  # its own build
+    assert np.array_equal(plain.y, res.y)

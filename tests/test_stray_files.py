@@ -1,4 +1,4 @@
-"""No stray files after ``kill -9`` (docs/reliability-files.md): the temporaries of a killed
+"""No stray files after ``kill -9`` (docs/reliability.md): the temporaries of a killed
 atomic write (learning/atomic.py), of a killed tile write in a resume folder and of a killed
 Verilator build (emulator/build.py) are removed by the next write or build of the same
 place -- and never while a live process holds them."""

@@ -180,33 +180,62 @@ def write_json(path: Path, obj: Any) -> None:
             return o.to_dict()
         raise TypeError(f"not JSON serialisable: {type(o)}")
 
-    atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+    data = json.loads(json.dumps(obj, default=default))  # plain JSON values, as read back
+    if isinstance(data, dict):
+        data.pop(CHECKSUM_KEY, None)
+        data[CHECKSUM_KEY] = record_checksum(data)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+#: the key of a result file's own checksum (:func:`record_checksum`)
+CHECKSUM_KEY = "checksum"
+
+
+def record_checksum(data: dict[str, Any]) -> str:
+    """sha256 of a result's canonical JSON (sorted keys, no spaces), its checksum excluded:
+    a value edited after writing is found when the file is read back."""
+    body = {k: v for k, v in data.items() if k != CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
 
 
 MAX_RECORD = 64 << 20  # bytes of a result file read back
 MAX_RECORD_DEPTH = 64  # nesting of a result file's JSON
 
 
-def read_record(path: Path, where: str | None = None) -> dict[str, Any]:
-    """A JSON result file read back (``<flow>.json``, ``point.json``, a tool's ``stat_*.json``)
-    as a JSON object, strictly: a regular file of at most :data:`MAX_RECORD` bytes, UTF-8,
-    at most :data:`MAX_RECORD_DEPTH` levels deep, no repeated keys, no integer of more than
-    40 digits (NaN and infinities are allowed: :func:`write_json` may write them). Anything
-    else is one short HalutError line naming the file (``where``, default the path)."""
+def read_record(path: Path, where: str | None = None, *, signed: bool = True
+                ) -> dict[str, Any]:
+    """A JSON result file read back (``<flow>.json``, ``point.json``; with ``signed=False`` a
+    tool's own ``stat_*.json``) as a JSON object, strictly: a regular file of at most
+    :data:`MAX_RECORD` bytes, UTF-8, at most :data:`MAX_RECORD_DEPTH` levels deep, no
+    repeated keys, no integer of more than 40 digits (NaN and infinities are allowed:
+    :func:`write_json` may write them), and (``signed``) the checksum :func:`write_json`
+    wrote matching its content. Anything else is one short HalutError line naming the file
+    (``where``, default the path)."""
     where = clip(str(path) if where is None else where, 200)
     data = parse_json(read_file(path, where, max_bytes=MAX_RECORD), where, what="",
                       max_bytes=MAX_RECORD, max_depth=MAX_RECORD_DEPTH, allow_nan=True)
     if not isinstance(data, dict):
         raise HalutError(f"{where} is not a halut result (a JSON {type(data).__name__}, not "
                          "an object)")
+    if signed:
+        got = data.get(CHECKSUM_KEY)
+        if not isinstance(got, str):
+            raise HalutError(f"{where} has no checksum (written by an older halut, or not by "
+                             "halut): run its command again")
+        if got != record_checksum(data):
+            raise HalutError(f"{where}: checksum mismatch (the result was changed after it "
+                             "was written): run its command again")
+        del data[CHECKSUM_KEY]
     return data
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A result file (:func:`read_record`), or None when it is missing, unreadable or not a
-    JSON object within the limits (then it is recomputed)."""
+def read_json(path: Path, *, signed: bool = True) -> dict[str, Any] | None:
+    """A result file (:func:`read_record`), or None when it is missing, unreadable, not a
+    JSON object within the limits or (``signed``) fails its checksum (then it is
+    recomputed)."""
     try:
-        return read_record(path)
+        return read_record(path, signed=signed)
     except HalutError:
         return None
 

@@ -272,7 +272,8 @@ def synthesize(params: RtlParams, run_dir: Path, *,
     t0 = time.monotonic()
     tools.run_yosys(script, cwd=run_dir, log=run_dir / "synth.log", timeout=timeout)
     seconds = time.monotonic() - t0
-    hier, flat = read_json(run_dir / "stat_hier.json"), read_json(run_dir / "stat_flat.json")
+    hier = read_json(run_dir / "stat_hier.json", signed=False)  # Yosys' own files
+    flat = read_json(run_dir / "stat_flat.json", signed=False)
     if (hier is None and breakdown) or flat is None or not (run_dir / "netlist.v").is_file():
         raise HalutError(f"yosys finished without statistics or netlist (log: "
                          f"{run_dir / 'synth.log'})")
