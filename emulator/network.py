@@ -557,12 +557,21 @@ def _release_free_heap() -> None:
 
 def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
               X: np.ndarray, n_img: int, batch_size: int, jobs: int,
-              store: _EvalStore | None, progress: bool) -> list[_Batch]:
+              store: _EvalStore | None, progress: bool,
+              shard_runner: Callable[[str, Sequence[tuple[int, int]], int, Any],
+                                     list[list[Any]]] | None = None) -> list[_Batch]:
     """A backend's pass over the first ``n_img`` images: in this process, or (``jobs > 1``,
     gpu and rtl) over ``jobs`` contiguous image shards in forked worker processes, each
     running its own accelerator (its configuration loaded once per layer and shard, so the
-    cycle totals are those of ``jobs`` chips side by side)."""
-    if jobs <= 1 or backend not in SHARDED_BACKENDS or n_img < 2:
+    cycle totals are those of ``jobs`` chips side by side).
+
+    ``shard_runner(backend, spans, batch_size, store)``, when given, runs the gpu and rtl
+    shards instead (``min(jobs, n_img)`` of them, one even for ``jobs == 1``) wherever it
+    likes, each on a fresh copy of the network, and returns each span's batch records in
+    order (``flows.distributed.shard_runner`` sends them to Dask workers)."""
+    sharded = backend in SHARDED_BACKENDS and n_img >= 2 and (
+        jobs > 1 or shard_runner is not None)
+    if not sharded:
         return _run_batches(net, layers, backend, X, 0, n_img, batch_size, store, progress)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -570,6 +579,17 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
     bounds = np.linspace(0, n_img, min(jobs, n_img) + 1).round().astype(int)
     spans = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
              if hi > lo]
+    if shard_runner is not None:
+        got = shard_runner(backend, spans, batch_size, store)
+        recs = [rec for part in got for rec in part]
+        edges = [(r.lo, r.hi) for r in recs] if all(isinstance(r, _Batch) for r in recs) \
+            else None
+        want = [(b0, min(hi, b0 + batch_size)) for lo, hi in spans
+                for b0 in range(lo, hi, batch_size)]
+        if len(got) != len(spans) or edges != want:
+            raise HalutError(f"the shard runner returned other batches than the {backend} "
+                             f"pass's {len(want)} over images [0, {n_img})")
+        return recs
     _SHARD_STATE.update(net=net, layers=layers, backend=backend, X=X, batch_size=batch_size,
                         store=store)
     gc.freeze()  # the workers' collections then leave the inherited heap alone (no COW copies)
@@ -588,7 +608,10 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      gpu_images: int | None = None, batch_size: int = 64,
                      clock_mhz: float = DEFAULT_CLOCK_MHZ, jobs: int = 1,
                      resume: str | os.PathLike[str] | None = None,
-                     progress: bool = False) -> dict[str, Any]:
+                     progress: bool = False,
+                     shard_runner: Callable[[str, Sequence[tuple[int, int]], int, Any],
+                                            list[list[Any]]] | None = None
+                     ) -> dict[str, Any]:
     """Accuracy per backend and the per-layer trace of a network with Halut layers.
 
     Every backend runs the same images (rtl and gpu: the first ``rtl_images`` /
@@ -606,6 +629,13 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     every backend is recorded; a run with the same network, images and batch size takes the
     batches recorded there instead of running them again (after a kill, it goes on where the
     killed run stopped, and ends with the same result).
+
+    ``shard_runner``: runs the gpu and rtl passes' ``jobs`` image shards elsewhere (one shard
+    even for ``jobs == 1``): ``shard_runner(backend, spans, batch_size, store)`` returns each
+    span's batch records, computed on a fresh copy of this network, so the trace is the one
+    ``jobs`` forked workers give. ``flows.distributed.shard_runner`` makes one that sends the
+    shards to Dask workers, which rebuild the network from its files (emulator/ never
+    imports dask).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise HalutError(f"jobs must be an integer >= 1, got {jobs!r}")
@@ -629,7 +659,8 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
         limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
         n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
         t0 = time.perf_counter()
-        recs = _run_pass(net, layers, b, X, n_img, batch_size, jobs, store, progress)
+        recs = _run_pass(net, layers, b, X, n_img, batch_size, jobs, store, progress,
+                         shard_runner)
         seconds[b] = time.perf_counter() - t0
         pred = np.array([p for rec in recs for p in rec.pred], dtype=np.int64)
         acc[b], images[b] = float((pred == y[:n_img]).mean()), n_img

@@ -248,8 +248,12 @@ def register(group: click.Group) -> None:
                   help="Images for gpu (default all; the Triton interpreter on CPU is slow).")
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
     @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                  help="Processes for the gpu and rtl passes (image shards, one "
-                       "accelerator each).")
+                  help="Image shards of the gpu and rtl passes, one accelerator each: "
+                       "forked processes here, or tasks on the --scheduler's cluster.")
+    @click.option("--scheduler", metavar="tcp://HOST:8786", default=None,
+                  help="Run the gpu and rtl shards on the Dask cluster whose scheduler is "
+                       "there (docs/distributed.md); every worker needs the same files at "
+                       "the same paths.")
     @click.option("--clock-mhz", type=float, default=None,
                   help="Clock for times and ops/s (default: the default chip's fmax, "
                        "docs/hardware.md).")
@@ -262,7 +266,7 @@ def register(group: click.Group) -> None:
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
                  backends: str, rtl_images: int | None, gpu_images: int | None,
-                 batch_size: int, jobs: int,
+                 batch_size: int, jobs: int, scheduler: str | None,
                  clock_mhz: float | None, out: Path | None, resume: Path | None,
                  as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
@@ -288,9 +292,22 @@ def register(group: click.Group) -> None:
         X, y = _load_data(model, data, labels)
         assert y is not None
         net_model = apply_network(model, bundle)
-        ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
-                              gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock,
-                              jobs=jobs, resume=resume, progress=not as_json)
+        if scheduler is None:
+            ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
+                                  gpu_images=gpu_images, batch_size=batch_size,
+                                  clock_mhz=clock, jobs=jobs, resume=resume,
+                                  progress=not as_json)
+        else:
+            from flows.distributed import DaskExecutor, ModelSource, NetSource, shard_runner
+
+            source = NetSource(ModelSource(spec, tuple(model_args), None if state_dict is None
+                                           else str(state_dict)), str(bundle), str(data))
+            with DaskExecutor(scheduler) as executor:
+                ev = evaluate_network(
+                    net_model, X, y, backends=names, rtl_images=rtl_images,
+                    gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock, jobs=jobs,
+                    resume=resume, progress=not as_json,
+                    shard_runner=shard_runner(executor, source.absolute(), net_model, X))
         if out is not None:
             atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
             plot_trace(ev, out / "trace.png")

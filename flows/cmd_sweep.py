@@ -3,7 +3,6 @@ a network (docs/sweep.md; the work is :func:`flows.sweep.run_sweep`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +16,18 @@ from learning.errors import HalutError
 def load_model_spec(spec: str, state_dict: Path | None, args: tuple[str, ...]) -> Any:
     """The model of ``--model SPEC`` with its ``--model-arg NAME=VALUE`` keywords (values
     read as JSON, else kept as strings) and ``--state-dict`` weights, in eval mode."""
-    from emulator.zoo import load_model, load_state
+    from flows.distributed import ModelSource
 
-    kwargs: dict[str, Any] = {}
-    for item in args:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise HalutError(f"--model-arg {item!r} must look like NAME=VALUE")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    model = load_model(spec, **kwargs)
-    if state_dict is not None:
-        load_state(model, state_dict)
-    return model.eval()
+    return ModelSource(spec, tuple(args), None if state_dict is None else str(state_dict)
+                       ).load()
 
 
 def load_labelled(model: Any, data: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels, checked: the model takes the images and returns (N, classes)
-    scores, and every label is one of its classes."""
-    import torch
+    scores, and every label is one of its classes (:func:`flows.sweep.load_labelled`)."""
+    from flows.sweep import load_labelled as load
 
-    from emulator.datasets import check_labels, load_npy
-    from emulator.network import check_model_input
-
-    X, y = load_npy(data, labels)
-    assert y is not None
-    check_model_input(model, X)
-    with torch.no_grad():
-        out = model.eval()(torch.from_numpy(np.ascontiguousarray(X[:1])))
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise HalutError(f"a sweep measures accuracy: it needs a classifier with (N, classes) "
-                         f"outputs; the model returns {shape}")
-    return X, check_labels(y, str(labels), n=X.shape[0], num_classes=int(out.shape[1]))
+    return load(model, data, labels)
 
 
 def register(group: click.Group) -> None:
@@ -92,15 +68,24 @@ def register(group: click.Group) -> None:
                   help="Held-out images of that check (one rtl run each).")
     @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
                   help="Folder of the records (resume), sweep.csv and sweep.json.")
+    @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Local worker processes computing records side by side (1: this "
+                       "process).")
+    @click.option("--scheduler", metavar="tcp://HOST:8786", default=None,
+                  help="Send the records to the Dask cluster whose scheduler is there "
+                       "(docs/distributed.md); every worker needs the same files at the "
+                       "same paths.")
     @click.option("--json", "as_json", is_flag=True, help="Print sweep.json's content.")
     def sweep_cmd(spec: str, model_args: tuple[str, ...], state_dict: Path | None, data: Path,
                   labels: Path, layers: tuple[str, ...], grids: tuple[str, ...],
                   encoders: str, mode: str, holdout: float, rows: int, batch_size: int,
                   seed: int, no_fold_bn: bool, rtl_check: bool, rtl_images: int,
-                  run_dir: Path, as_json: bool) -> None:
+                  run_dir: Path, jobs: int, scheduler: str | None, as_json: bool) -> None:
         """Learn and measure every (grid point, layer): NMSE, accuracy, LUT bytes, cycles."""
+        from flows.distributed import ModelSource, make_executor
         from flows.sweep import (
             SweepOptions,
+            SweepSource,
             format_table,
             grid_points,
             parse_encoders,
@@ -109,19 +94,26 @@ def register(group: click.Group) -> None:
         )
         from learning.atomic import check_writable
 
+        if scheduler is not None and jobs != 1:
+            raise HalutError("--jobs and --scheduler do not go together: the cluster's "
+                             "workers decide how many records run at once")
         grid = parse_grid(grids)
         points = grid_points(grid, parse_encoders(encoders))
         options = SweepOptions(mode=mode, holdout=holdout, rows=rows, batch_size=batch_size,
                                seed=seed, layers=layers, fold_bn=not no_fold_bn,
                                rtl_check=rtl_check, rtl_images=rtl_images)
         check_writable(run_dir / "sweep.json", "run folder")  # before loading anything
-        model = load_model_spec(spec, state_dict, model_args)
-        X, y = load_labelled(model, data, labels)
-        inputs = {"model": spec, "model_args": list(model_args),
-                  "state_dict": None if state_dict is None else str(state_dict),
-                  "data": str(data), "labels": str(labels), "run_dir": str(run_dir)}
-        summary = run_sweep(model, X, y, points, options, run_dir, grid=grid, inputs=inputs,
-                            progress=not as_json)
+        source = SweepSource(ModelSource(spec, tuple(model_args),
+                                         None if state_dict is None else str(state_dict)),
+                             str(data), str(labels))
+        with make_executor(jobs, scheduler) as executor:
+            model, X, y = source.load()
+            inputs = {"model": spec, "model_args": list(model_args),
+                      "state_dict": None if state_dict is None else str(state_dict),
+                      "data": str(data), "labels": str(labels), "run_dir": str(run_dir)}
+            summary = run_sweep(model, X, y, points, options, run_dir, grid=grid,
+                                inputs=inputs, progress=not as_json, source=source,
+                                executor=executor)
         if as_json:
             emit_json(summary)
             return

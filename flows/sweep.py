@@ -22,6 +22,12 @@ layer (rtl backend, one image per run, as the model counts). Every finished (poi
 is one record file in the run folder (atomic JSON bound to the run's fingerprint, with its
 own checksum; a record that does not verify is computed again), so a killed sweep goes on
 where it stopped. At the end: ``sweep.csv`` (one row per point x layer) and ``sweep.json``.
+
+The records are independent tasks (:func:`sweep_task`): with an executor off this process
+(``--jobs N``, ``--scheduler tcp://HOST:8786``, :mod:`flows.distributed`) each one rebuilds
+the model, the images and the split from a :class:`SweepSource` (files) on its worker, checks
+the run's fingerprint, and returns its record, which this process checks and writes; the
+CSV is the same bytes whichever way the records ran (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import io
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flows.distributed import Executor, ModelSource
 from learning.atomic import atomic_write_text, check_writable
 from learning.conv import (
     Conv1dGeometry,
@@ -799,57 +807,215 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[Point],
-              options: SweepOptions, run_dir: str | os.PathLike[str], *,
-              grid: Mapping[str, Sequence[Any]] | None = None,
-              inputs: Mapping[str, Any] | None = None, progress: bool = False
-              ) -> dict[str, Any]:
-    """The sweep (see the module): records in ``run_dir``, then ``sweep.csv`` and
-    ``sweep.json`` there (atomic). Returns what sweep.json holds. ``inputs`` (the model
-    SPEC, data paths) is recorded as given. Every check of the inputs runs before any
-    learning: run folder writable, split, layers, calibration rows."""
-    from tqdm import tqdm
+# ---- the inputs as files, and one record as a task -------------------------------------------
 
-    t_start = time.perf_counter()
-    if not points:
-        raise HalutError("the grid has no points")
-    root = Path(run_dir)
-    check_writable(root / "sweep.json", "run folder")
-    check_writable(root / "sweep.csv", "run folder")
+def load_labelled(model: nn.Module, data: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels, checked: the model takes the images and returns (N, classes)
+    scores, and every label is one of its classes."""
+    from emulator.datasets import check_labels, load_npy
+    from emulator.network import check_model_input
+
+    X, y = load_npy(data, labels)
+    assert y is not None
+    check_model_input(model, X)
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(np.ascontiguousarray(X[:1])))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise HalutError(f"a sweep measures accuracy: it needs a classifier with (N, classes) "
+                         f"outputs; the model returns {shape}")
+    return X, check_labels(y, str(labels), n=X.shape[0], num_classes=int(out.shape[1]))
+
+
+@dataclass(frozen=True)
+class SweepSource:
+    """A sweep's model and labelled images as files (``--model``, ``--model-arg``,
+    ``--state-dict``, ``--data``, ``--labels``): what a worker rebuilds them from. The paths
+    should be absolute (:meth:`absolute`); a worker on another machine needs the same files
+    at the same paths."""
+
+    model: ModelSource
+    data: str
+    labels: str
+
+    def absolute(self) -> SweepSource:
+        return SweepSource(self.model.absolute(), os.path.abspath(self.data),
+                           os.path.abspath(self.labels))
+
+    def load(self) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        model = self.model.load()
+        X, y = load_labelled(model, Path(self.data), Path(self.labels))
+        return model, X, y
+
+
+@dataclass
+class _Prepared:
+    """What every record of a sweep starts from (the same in every process that prepares
+    it from the same model, images, points and options)."""
+
+    cal: np.ndarray
+    hold: np.ndarray
+    folded: nn.Module
+    fold_info: dict[str, Any] | None
+    layers: list[LayerInfo]
+    skipped: list[dict[str, str]]
+    fingerprint: str
+    batches: list[torch.Tensor]
+    Xh: np.ndarray
+    yh: np.ndarray
+
+
+def _prepare(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[Point],
+             options: SweepOptions) -> _Prepared:
+    """The split, the folded model, the selected layers, the fingerprint and the
+    calibration batches; every check of the inputs (one line each)."""
     cal, hold = split_indices(X.shape[0], options.holdout, options.seed)
     folded, fold_info = fold(model, options.fold_bn)
     layers, skipped = find_layers(folded, X[cal[:1]], options.layers)
     check_calibration_rows(layers, len(cal), points, options.rows)
     fp = fingerprint(model, X, y, points, options, layers)
-    store = RecordStore(root, fp)
-    Xc, Xh, yh = X[cal], X[hold], y[hold]
+    Xc = X[cal]
     batches = [torch.from_numpy(np.ascontiguousarray(Xc[i:i + options.batch_size]))
                for i in range(0, Xc.shape[0], options.batch_size)]
-    float_accuracy = float((predict(model, Xh, options.batch_size) == yh).mean())
+    return _Prepared(cal, hold, folded, fold_info, layers, skipped, fp, batches, X[hold],
+                     y[hold])
 
-    rows: list[dict[str, Any]] = []
-    computed = reused = 0
+
+#: the last sweep prepared in this (worker) process, by its inputs: its tasks reuse it
+_PREPARED: dict[Any, _Prepared] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
+def _prepared_for(source: SweepSource, points: Sequence[Point], options: SweepOptions,
+                  fp: str) -> _Prepared:
+    """The sweep prepared from ``source`` on this worker (kept for the next task), checked
+    to have the client's fingerprint ``fp`` (prepared again once when not: the files may
+    have changed since)."""
+    key = (source, tuple(points), options)
+    with _PREPARED_LOCK:
+        for fresh in (False, True):
+            prep = None if fresh else _PREPARED.get(key)
+            if prep is None:
+                _PREPARED.clear()
+                model, X, y = source.load()
+                prep = _prepare(model, X, y, points, options)
+                _PREPARED[key] = prep
+            if prep.fingerprint == fp:
+                return prep
+    raise HalutError(f"a worker read another model or other images from {source.model.spec}, "
+                     f"{source.data} and {source.labels} than the client (the sweep's "
+                     "fingerprint differs): every worker needs the same files at the same "
+                     "paths")
+
+
+def sweep_task(kind: str, source: SweepSource, points: Sequence[Point], options: SweepOptions,
+               fp: str, float_accuracy: float, point_index: int,
+               layer_index: int) -> dict[str, Any]:
+    """One task of a sweep, on a worker: ``kind == "record"``, the record of (point, layer)
+    (:func:`compute_record`); ``"check"``, the cycle model's check on that point and layer
+    (:func:`run_cycle_check`). Pure: the same inputs give the same result anywhere."""
+    prep = _prepared_for(source, points, options, fp)
+    point, layer = points[point_index], prep.layers[layer_index]
+    if kind == "check":
+        return run_cycle_check(prep.folded, layer, point, options, prep.batches, prep.Xh,
+                               prep.yh)
+    if kind != "record":
+        raise HalutError(f"unknown sweep task {kind!r}")
+    return compute_record(prep.folded, prep.layers, layer, point, options, prep.batches,
+                          prep.Xh, prep.yh, float_accuracy)
+
+
+def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[Point],
+              options: SweepOptions, run_dir: str | os.PathLike[str], *,
+              grid: Mapping[str, Sequence[Any]] | None = None,
+              inputs: Mapping[str, Any] | None = None, progress: bool = False,
+              source: SweepSource | None = None, executor: Executor | None = None
+              ) -> dict[str, Any]:
+    """The sweep (see the module): records in ``run_dir``, then ``sweep.csv`` and
+    ``sweep.json`` there (atomic). Returns what sweep.json holds. ``inputs`` (the model
+    SPEC, data paths) is recorded as given. Every check of the inputs runs before any
+    learning: run folder writable, split, layers, calibration rows.
+
+    ``executor`` (:mod:`flows.distributed`; default: this process) runs the missing records
+    and the cycle check; one off this process needs ``source``, the files ``model``, ``X``
+    and ``y`` came from, which its workers rebuild them from. This process writes each
+    record as it comes back, so the run folder need only be here."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    if not points:
+        raise HalutError("the grid has no points")
+    remote = executor is not None and not executor.in_process
+    if remote and source is None:
+        raise HalutError("a sweep on worker processes needs its model and images as files "
+                         "(source=SweepSource(...)): a worker rebuilds them")
+    root = Path(run_dir)
+    check_writable(root / "sweep.json", "run folder")
+    check_writable(root / "sweep.csv", "run folder")
+    prep = _prepare(model, X, y, points, options)
+    layers, fp = prep.layers, prep.fingerprint
+    store = RecordStore(root, fp)
+    float_accuracy = float((predict(model, prep.Xh, options.batch_size) == prep.yh).mean())
+
+    found: dict[tuple[int, int], dict[str, Any]] = {}
+    todo: list[tuple[int, int]] = []
+    for pi, point in enumerate(points):
+        for layer in layers:
+            rec = store.load(RecordStore.record_name(pi, layer.index),
+                             _record_key(point, layer, options.mode), _RECORD_FIELDS)
+            if rec is not None and _record_ok(rec, point, layer, options.mode):
+                found[pi, layer.index] = rec
+            else:
+                todo.append((pi, layer.index))
+    reused = len(found)
+    check_plan = _check_plan(layers, points, options, store)
+
+    def keep(pi: int, li: int, rec: dict[str, Any]) -> None:
+        point, layer = points[pi], layers[li]
+        if remote and (sorted(rec) != sorted(_RECORD_FIELDS) or not all(
+                ok(rec[f]) for f, ok in _RECORD_FIELDS.items()) or not _record_ok(
+                rec, point, layer, options.mode)):
+            raise HalutError(f"a worker returned a malformed record for {point.label()} "
+                             f"{layer.name}: does it run the same halut version?")
+        store.save(RecordStore.record_name(pi, li), _record_key(point, layer, options.mode),
+                   rec)
+        found[pi, li] = rec
+
     total = len(points) * len(layers)
-    with tqdm(total=total, desc="sweep", unit="layer", disable=not progress) as bar:
-        for pi, point in enumerate(points):
-            for layer in layers:
-                name = RecordStore.record_name(pi, layer.index)
-                key = _record_key(point, layer, options.mode)
-                rec = store.load(name, key, _RECORD_FIELDS)
-                if rec is not None and not _record_ok(rec, point, layer, options.mode):
-                    rec = None
-                if rec is None:
-                    bar.set_postfix_str(f"{point.label()} {layer.name}")
-                    rec = compute_record(folded, layers, layer, point, options, batches, Xh, yh,
-                                         float_accuracy)
-                    store.save(name, key, rec)
-                    computed += 1
-                else:
-                    reused += 1
-                rows.append(rec)
+    check: dict[str, Any]
+    with tqdm(total=total, initial=reused, desc="sweep", unit="layer",
+              disable=not progress) as bar:
+        if not remote:
+            for pi, li in todo:
+                bar.set_postfix_str(f"{points[pi].label()} {layers[li].name}")
+                keep(pi, li, compute_record(prep.folded, layers, layers[li], points[pi],
+                                            options, prep.batches, prep.Xh, prep.yh,
+                                            float_accuracy))
+                bar.update(1)
+            check = check_plan[1] if check_plan[0] is None else _checked(
+                store, check_plan[0], run_cycle_check(
+                    prep.folded, layers[0], points[check_plan[0][0]], options, prep.batches,
+                    prep.Xh, prep.yh), False)
+        else:
+            assert executor is not None and source is not None
+            src = source.absolute()
+            common = (src, tuple(points), options, fp, float_accuracy)
+            tasks: list[tuple[Any, ...]] = []
+            if check_plan[0] is not None:  # first: it may take the longest (the RTL)
+                tasks.append(("check", *common, check_plan[0][0], 0))
+            tasks += [("record", *common, pi, li) for pi, li in todo]
+            check = check_plan[1]
+            for i, result in executor.map(sweep_task, tasks, name="sweep"):
+                kind, pi, li = tasks[i][0], tasks[i][-2], tasks[i][-1]
+                if kind == "check":
+                    assert check_plan[0] is not None
+                    check = _checked(store, check_plan[0], result, True)
+                    continue
+                keep(pi, li, result)
+                bar.set_postfix_str(f"{points[pi].label()} {layers[li].name}")
                 bar.update(1)
 
-    check = _cycle_check(folded, layers, points, options, store, batches, Xh, yh)
+    rows = [found[pi, layer.index] for pi in range(len(points)) for layer in layers]
     summary: dict[str, Any] = {
         "format": "halut-sweep", "version": SWEEP_VERSION,
         "inputs": dict(inputs or {}),
@@ -859,15 +1025,15 @@ def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[P
         "encoders": list(dict.fromkeys(p.encoder for p in points)),
         "points": [p.to_dict() for p in points],
         "options": options.to_dict(),
-        "data": {"images": int(X.shape[0]), "calibration_images": int(len(cal)),
-                 "holdout_images": int(len(hold))},
-        "layers": [la.to_dict() for la in layers], "skipped_layers": skipped,
-        "fold": fold_info, "float_accuracy": float_accuracy,
+        "data": {"images": int(X.shape[0]), "calibration_images": int(len(prep.cal)),
+                 "holdout_images": int(len(prep.hold))},
+        "layers": [la.to_dict() for la in layers], "skipped_layers": prep.skipped,
+        "fold": prep.fold_info, "float_accuracy": float_accuracy,
         "cycle_model_checked": bool(check.get("checked")),
         "cycle_model_agrees": check.get("agrees") if check.get("checked") else None,
         "cycle_model_check": check,
         "csv_columns": list(CSV_COLUMNS), "rows": rows,
-        "records": {"computed": computed, "reused": reused}, "fingerprint": fp,
+        "records": {"computed": len(todo), "reused": reused}, "fingerprint": fp,
         "seconds": time.perf_counter() - t_start,
     }
     atomic_write_text(root / "sweep.csv", csv_text(rows))
@@ -875,27 +1041,49 @@ def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[P
     return summary
 
 
-def _cycle_check(folded: nn.Module, layers: Sequence[LayerInfo], points: Sequence[Point],
-                 options: SweepOptions, store: RecordStore, batches: Sequence[torch.Tensor],
-                 Xh: np.ndarray, yh: np.ndarray) -> dict[str, Any]:
-    """The cycle model's check (stored as ``check.json``, reused like the records); its
-    outcome when it cannot run (disabled, no maddness point, no RTL toolchain) unchecked."""
-    first = next((p for p in points if p.encoder == "maddness"), None)
+def _check_plan(layers: Sequence[LayerInfo], points: Sequence[Point], options: SweepOptions,
+                store: RecordStore
+                ) -> tuple[tuple[int, dict[str, Any]] | None, dict[str, Any]]:
+    """The cycle model's check: ``(None, outcome)`` when it is not to run (disabled, no
+    maddness point) or ``check.json`` holds it already; else ``((point index, key), the
+    outcome until it runs)``."""
+    first = next((i for i, p in enumerate(points) if p.encoder == "maddness"), None)
     if not options.rtl_check:
-        return {"checked": False, "reason": "disabled (--no-rtl-check)"}
+        return None, {"checked": False, "reason": "disabled (--no-rtl-check)"}
     if first is None:
-        return {"checked": False, "reason": "no maddness point in the grid"}
+        return None, {"checked": False, "reason": "no maddness point in the grid"}
     layer = layers[0]
-    key = {"check": first.to_dict(), "layer": layer.name, "rtl_images": options.rtl_images}
+    key = {"check": points[first].to_dict(), "layer": layer.name,
+           "rtl_images": options.rtl_images}
     rec = store.load("check.json", key, _CHECK_FIELDS)
     if rec is not None:
-        return rec
+        return None, rec
+    return (first, key), {"checked": False, "point": points[first].to_dict(),
+                          "layer": layer.name, "reason": "the rtl check did not finish"}
+
+
+def run_cycle_check(folded: nn.Module, layer: LayerInfo, point: Point, options: SweepOptions,
+                    batches: Sequence[torch.Tensor], Xh: np.ndarray, yh: np.ndarray
+                    ) -> dict[str, Any]:
+    """:func:`check_cycle_model`, or its outcome unchecked (with the reason) when the RTL
+    cannot run here (no Verilator, a failed build): reported, not fatal."""
     try:
-        rec = check_cycle_model(folded, layer, first, options, batches, Xh, yh)
-    except (HalutError, OSError) as exc:  # no Verilator, a failed build: reported, not fatal
-        return {"checked": False, "point": first.to_dict(), "layer": layer.name,
+        return check_cycle_model(folded, layer, point, options, batches, Xh, yh)
+    except (HalutError, OSError) as exc:
+        return {"checked": False, "point": point.to_dict(), "layer": layer.name,
                 "reason": f"the rtl run failed: {one_line(exc)}"}
-    store.save("check.json", key, rec)
+
+
+def _checked(store: RecordStore, plan: tuple[int, dict[str, Any]], rec: dict[str, Any],
+             strict: bool) -> dict[str, Any]:
+    """The check's outcome, written to ``check.json`` when it ran (``strict``, from a
+    worker: only with exactly its fields, valid)."""
+    if rec.get("checked"):
+        if strict and (sorted(rec) != sorted(_CHECK_FIELDS) or not all(
+                ok(rec[f]) for f, ok in _CHECK_FIELDS.items())):
+            raise HalutError("a worker returned a malformed cycle check: does it run the "
+                             "same halut version?")
+        store.save("check.json", plan[1], rec)
     return rec
 
 
@@ -932,7 +1120,7 @@ def format_table(summary: Mapping[str, Any]) -> list[str]:
 
 
 __all__ = ["CSV_COLUMNS", "ENCODERS", "MODES", "LayerInfo", "PQConv", "PQLinear", "Point",
-           "RecordStore", "SweepOptions", "compute_record", "csv_text", "evaluate_pq",
-           "find_layers", "fingerprint", "format_table", "grid_points", "learn_maddness",
-           "parse_encoders", "parse_grid", "pq_network", "predict", "run_sweep",
-           "split_indices"]
+           "RecordStore", "SweepOptions", "SweepSource", "compute_record", "csv_text",
+           "evaluate_pq", "find_layers", "fingerprint", "format_table", "grid_points",
+           "learn_maddness", "load_labelled", "parse_encoders", "parse_grid", "pq_network",
+           "predict", "run_cycle_check", "run_sweep", "split_indices", "sweep_task"]
