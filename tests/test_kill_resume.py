@@ -113,3 +113,30 @@ def test_net_retrain_resumes_after_kill_9(tmp_path: Path) -> None:
             assert ua.program is not None and ub.program is not None
             for field in ("thresholds", "lut", "scale", "bias"):
                 assert np.array_equal(getattr(ua.program, field), getattr(ub.program, field))
+
+
+def test_sweep_resumes_after_kill_9(tmp_path: Path) -> None:
+    from tests.test_sweep import MODEL_PY
+
+    spec = tmp_path / "tiny.py"
+    spec.write_text(MODEL_PY)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.standard_normal((40, 1, 4, 4)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 40))
+
+    def args(run: Path) -> list[str]:
+        return ["sweep", "--model", f"{spec}:factory", "--data", str(tmp_path / "X.npy"),
+                "--labels", str(tmp_path / "y.npy"), "--grid", "C=1,2,4,8", "--grid",
+                "K=2,4,16", "--encoder", "maddness,pq", "--no-rtl-check", "--run-dir",
+                str(run)]
+
+    run = tmp_path / "run"
+    _kill_when([*CLI, *args(run)], lambda: len(list(run.glob("record_*.json"))) >= 2)
+    kept = {p.name: p.stat().st_mtime_ns for p in run.glob("record_*.json")}
+    assert 2 <= len(kept) < 48 and not (run / "sweep.csv").exists()
+    _run(args(run))
+    for name, mtime in kept.items():  # finished records were taken, not computed again
+        assert (run / name).stat().st_mtime_ns == mtime, name
+    assert not list(run.glob(".*.tmp"))
+    _run(args(tmp_path / "whole"))
+    assert (run / "sweep.csv").read_bytes() == (tmp_path / "whole" / "sweep.csv").read_bytes()
