@@ -114,7 +114,7 @@ def _never_called(model: nn.Module, name: str) -> str | None:
     return None
 
 
-def _geometry(module: nn.Module) -> ConvGeometry | None:
+def conv_geometry(module: nn.Module) -> ConvGeometry | None:
     """The convolution's geometry (None for a Linear)."""
     if isinstance(module, nn.Conv2d):
         return Conv2dGeometry.from_conv(module)
@@ -223,7 +223,7 @@ def replace_layers(model: nn.Module, batches: Iterable[Any],
     geometries: dict[str, ConvGeometry | None] = {}
     for n, m in chosen:
         try:
-            geometries[n] = _geometry(m)
+            geometries[n] = conv_geometry(m)
         except HalutError as exc:
             raise HalutError(f"layer {n!r} ({type(m).__name__}): {exc}") from None
     rng = np.random.default_rng(seed)

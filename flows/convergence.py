@@ -41,18 +41,19 @@ import torch
 from torch import nn
 
 from flows.sweep import (
-    MODES,
+    LAYER_RECORD_FIELDS,
     LayerInfo,
     Point,
     RecordStore,
     SweepOptions,
     compute_record,
+    csv_value,
     find_layers,
     fold,
+    nonneg_or_none,
     predict,
     split_indices,
 )
-from flows.sweep import _csv_value as csv_value
 from flows.sweep import fingerprint as sweep_fingerprint
 from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.errors import HalutError
@@ -176,38 +177,18 @@ def fingerprint(model: nn.Module, X: np.ndarray, y: np.ndarray, options: Converg
 
 # ---- records -------------------------------------------------------------------------------
 
-def _nonneg_or_none(v: Any) -> bool:
-    return v is None or (is_number(v) and v >= 0)
-
-
-#: every field of a record and what its value must be
-_RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "mode": lambda v: v in MODES,
-    "layer_index": lambda v: is_int(v) and v >= 0,
-    "layer": lambda v: isinstance(v, str),
-    "kind": lambda v: v in ("linear", "conv1d", "conv2d"),
-    "D": lambda v: is_int(v) and v >= 1,
-    "M": lambda v: is_int(v) and v >= 1,
-    "groups": lambda v: is_int(v) and v >= 1,
-    "rows_per_image": lambda v: is_int(v) and v >= 1,
-    "layers_replaced": lambda v: is_int(v) and v >= 1,
-    "C_requested": lambda v: is_int(v) and v >= 1,
-    "C": lambda v: is_int(v) and v >= 1,
-    "K": lambda v: is_int(v) and v >= 1,
+#: every field of a record and what its value must be, in the CSV's column order
+_RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {k: {
+    **LAYER_RECORD_FIELDS,
     "threshold_format": lambda v: v in THRESHOLD_FORMATS,
     "lut_format": lambda v: v in LUT_FORMATS,
     "rows_requested": lambda v: is_int(v) and v >= 1,
     "rows_available": lambda v: is_int(v) and v >= 1,
     "rows": lambda v: is_int(v) and v >= 1,
     "rows_capped": lambda v: isinstance(v, bool),
-    "nmse": _nonneg_or_none,
-    "nmse_calibration": _nonneg_or_none,
-    "accuracy": lambda v: is_number(v) and 0 <= v <= 1,
+    "nmse_calibration": nonneg_or_none,
     "float_accuracy": lambda v: is_number(v) and 0 <= v <= 1,
-    "accuracy_drop": lambda v: is_number(v) and -1 <= v <= 1,
-    "learn_seconds": lambda v: is_number(v) and v >= 0,
-    "eval_seconds": lambda v: is_number(v) and v >= 0,
-}
+}[k] for k in CSV_COLUMNS + _EXTRA_FIELDS}
 assert tuple(_RECORD_FIELDS) == CSV_COLUMNS + _EXTRA_FIELDS
 
 

@@ -51,10 +51,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from emulator.replace import conv_geometry
 from flows.distributed import Executor, ModelSource
 from learning.atomic import atomic_write_text, check_writable
 from learning.conv import (
-    Conv1dGeometry,
     Conv2dGeometry,
     ConvGeometry,
     check_conv_input,
@@ -270,14 +270,6 @@ class LayerInfo:
         return asdict(self)
 
 
-def _geometry(module: nn.Module) -> ConvGeometry | None:
-    if isinstance(module, nn.Conv2d):
-        return Conv2dGeometry.from_conv(module)
-    if isinstance(module, nn.Conv1d):
-        return Conv1dGeometry.from_conv(module)
-    return None
-
-
 def find_layers(model: nn.Module, sample: np.ndarray, globs: Sequence[str] = ()
                 ) -> tuple[list[LayerInfo], list[dict[str, str]]]:
     """The Linear/Conv2d/Conv1d layers of ``model`` whose names match a glob (all without
@@ -293,7 +285,7 @@ def find_layers(model: nn.Module, sample: np.ndarray, globs: Sequence[str] = ()
                          f"{', '.join(known[:12]) or 'none'}{', ...' if len(known) > 12 else ''})")
     for n, m in matched:
         try:
-            _geometry(m)
+            conv_geometry(m)
         except HalutError as exc:
             raise HalutError(f"layer {n!r} ({type(m).__name__}): {exc}") from None
     order: list[str] = []
@@ -319,7 +311,7 @@ def find_layers(model: nn.Module, sample: np.ndarray, globs: Sequence[str] = ()
     for name in order:
         m = mods[name]
         _, out = shapes[name]
-        g = _geometry(m)
+        g = conv_geometry(m)
         if g is None:
             assert isinstance(m, nn.Linear)
             rows = int(np.prod(out[1:-1])) if len(out) > 2 else 1
@@ -370,19 +362,16 @@ def fingerprint(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence
 
 # ---- records ---------------------------------------------------------------------------------
 
-def _nonneg_or_none(v: Any) -> bool:
+def nonneg_or_none(v: Any) -> bool:
     return v is None or (is_number(v) and v >= 0)
 
 
-#: every field of a record and what its value must be
-_RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
+#: the fields a sweep record and a convergence record share, and what their values must be
+LAYER_RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
     "mode": lambda v: v in MODES,
-    "encoder": lambda v: v in ENCODERS,
     "C_requested": lambda v: is_int(v) and v >= 1,
     "C": lambda v: is_int(v) and v >= 1,
     "K": lambda v: is_int(v) and v >= 1,
-    "threshold_format": lambda v: v is None or v in THRESHOLD_FORMATS,
-    "lut_format": lambda v: v is None or v in LUT_FORMATS,
     "layer_index": lambda v: is_int(v) and v >= 0,
     "layer": lambda v: isinstance(v, str),
     "kind": lambda v: v in ("linear", "conv1d", "conv2d"),
@@ -391,15 +380,23 @@ _RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
     "groups": lambda v: is_int(v) and v >= 1,
     "rows_per_image": lambda v: is_int(v) and v >= 1,
     "layers_replaced": lambda v: is_int(v) and v >= 1,
-    "nmse": _nonneg_or_none,
+    "nmse": nonneg_or_none,
     "accuracy": lambda v: is_number(v) and 0 <= v <= 1,
     "accuracy_drop": lambda v: is_number(v) and -1 <= v <= 1,
+    "learn_seconds": lambda v: is_number(v) and v >= 0,
+    "eval_seconds": lambda v: is_number(v) and v >= 0,
+}
+
+#: every field of a record and what its value must be
+RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
+    **LAYER_RECORD_FIELDS,
+    "encoder": lambda v: v in ENCODERS,
+    "threshold_format": lambda v: v is None or v in THRESHOLD_FORMATS,
+    "lut_format": lambda v: v is None or v in LUT_FORMATS,
     "lut_bytes": lambda v: v is None or (is_int(v) and v >= 1),
     "cycles_per_image": lambda v: v is None or (is_int(v) and v >= 1),
     "runs_on_accelerator": lambda v: isinstance(v, bool),
     "nmse_calibration": lambda v: v is None or is_number(v),
-    "learn_seconds": lambda v: is_number(v) and v >= 0,
-    "eval_seconds": lambda v: is_number(v) and v >= 0,
 }
 _CHECK_FIELDS: dict[str, Callable[[Any], bool]] = {
     "checked": lambda v: v is True,
@@ -584,7 +581,7 @@ def pq_network(model: nn.Module, batches: Sequence[torch.Tensor], layers: Sequen
     from a reservoir of at most ``rows`` of the float network's own input rows over
     ``batches`` (one pass, as halutize's parallel schedule)."""
     mods = dict(model.named_modules())
-    geoms = {n: _geometry(mods[n]) for n in layers}
+    geoms = {n: conv_geometry(mods[n]) for n in layers}
     res = {n: _Reservoir(rows, seed + 7919 * (i + 1)) for i, n in enumerate(layers)}
 
     def hook(name: str) -> Callable[..., None]:
@@ -787,7 +784,7 @@ def check_calibration_rows(layers: Sequence[LayerInfo], n_cal: int, points: Sequ
                 "give more images, a smaller --holdout or smaller K")
 
 
-def _csv_value(v: Any) -> str:
+def csv_value(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -803,7 +800,7 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in rows:
-        w.writerow([_csv_value(r[c]) for c in CSV_COLUMNS])
+        w.writerow([csv_value(r[c]) for c in CSV_COLUMNS])
     return buf.getvalue()
 
 
@@ -962,7 +959,7 @@ def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[P
     for pi, point in enumerate(points):
         for layer in layers:
             rec = store.load(RecordStore.record_name(pi, layer.index),
-                             _record_key(point, layer, options.mode), _RECORD_FIELDS)
+                             _record_key(point, layer, options.mode), RECORD_FIELDS)
             if rec is not None and _record_ok(rec, point, layer, options.mode):
                 found[pi, layer.index] = rec
             else:
@@ -972,8 +969,8 @@ def run_sweep(model: nn.Module, X: np.ndarray, y: np.ndarray, points: Sequence[P
 
     def keep(pi: int, li: int, rec: dict[str, Any]) -> None:
         point, layer = points[pi], layers[li]
-        if remote and (sorted(rec) != sorted(_RECORD_FIELDS) or not all(
-                ok(rec[f]) for f, ok in _RECORD_FIELDS.items()) or not _record_ok(
+        if remote and (sorted(rec) != sorted(RECORD_FIELDS) or not all(
+                ok(rec[f]) for f, ok in RECORD_FIELDS.items()) or not _record_ok(
                 rec, point, layer, options.mode)):
             raise HalutError(f"a worker returned a malformed record for {point.label()} "
                              f"{layer.name}: does it run the same halut version?")

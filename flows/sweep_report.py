@@ -31,7 +31,7 @@ from typing import Any
 
 from flows.hw.report import _CSS as BASE_CSS
 from flows.hw.report import kv_table
-from flows.sweep import _RECORD_FIELDS, CSV_COLUMNS, MODES, SWEEP_VERSION
+from flows.sweep import CSV_COLUMNS, MODES, RECORD_FIELDS, SWEEP_VERSION
 from learning.atomic import atomic_write_text, check_writable
 from learning.errors import HalutError
 from learning.strict import clip, is_int, is_number, parse_json, read_file, same_json, shown
@@ -148,7 +148,7 @@ def read_summary(path: Path) -> dict[str, Any]:
     if not rows:
         raise _error(where, "'rows' is empty: the sweep recorded nothing")
     for i, row in enumerate(rows):
-        _check_row(row, where, f"row {i + 1}", _RECORD_FIELDS)
+        _check_row(row, where, f"row {i + 1}", RECORD_FIELDS)
     _check_identity(rows, layers, mode, where, "row")
     return {"rows": rows, "layers": layers, "mode": mode, "float_accuracy": float(acc),
             "data": data, "cycle_model_check": check, "inputs": inputs,
@@ -203,7 +203,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
                 value = _cell(column, text)
             except ValueError as exc:
                 raise _error(where, f"line {n}, {column}={shown(text)}: {exc}") from None
-            if not _RECORD_FIELDS[column](value):
+            if not RECORD_FIELDS[column](value):
                 raise _error(where, f"line {n}, {column}={shown(text)} is not a valid value")
             row[column] = value
         rows.append(row)
