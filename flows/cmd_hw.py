@@ -317,6 +317,8 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 @click.option("--grid", multiple=True, required=True, metavar="NAME=V1,V2",
               help="A swept parameter and its values; repeatable (cartesian product).")
 @click.option("--jobs", type=int, default=2, show_default=True, help="Parallel processes.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Run the points on this Dask cluster (the run folder must be shared).")
 @click.option("--period", type=float, default=10.0, show_default=True)
 @click.option("--io-fraction", type=float, default=0.2, show_default=True)
 @click.option("--pnr", is_flag=True, help="Also place and route each point with qflow.")
@@ -324,7 +326,8 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
               help="Folder of the sweep (default runs/sweep-<params tag>); reruns resume.")
 @click.option("--rtl", "rtl", multiple=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period: float,
+def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int,
+              scheduler: str | None, period: float,
               io_fraction: float, pnr: bool, run_dir: Path | None, rtl: tuple[Path, ...],
               as_json: bool) -> None:
     """Synth + STA (+ qflow) over a parameter grid, in parallel and resumable."""
@@ -337,7 +340,7 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int, period:
     sources = _sources(rtl)
     _p, d = _setup("sweep", params, run_dir)
     res = sweep(list(params), g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
-                sources=sources, progress=not as_json)
+                sources=sources, progress=not as_json, scheduler=scheduler)
     if as_json:
         _emit(res.to_dict())
         return

@@ -264,3 +264,22 @@ def test_net_eval_shards_on_the_cluster_equal_the_local_shards(
     source = NetSource(ModelSource("zoo:lenet", ("image_size=8",), str(w)), str(net), str(x))
     with pytest.raises(HalutError, match="same files at the same paths"):
         eval_shard(source, "rtl", 0, 2, 2, "0" * 64)
+
+
+def test_hw_sweep_runs_its_points_on_the_cluster(cluster: tuple[Any, Any],
+                                                 tmp_path: Path) -> None:
+    """``halut hw sweep --scheduler``: the points' synthesis and timing run on the workers
+    (the run folder is shared: one machine), with the same figures as local processes."""
+    from flows.hw.sweep import parse_grid as parse_hw_grid
+    from flows.hw.sweep import sweep as hw_sweep
+
+    cl, _ = cluster
+    base = ["K=2", "M=1", "threshold_format=int8", "lut_format=int8"]
+    grid = parse_hw_grid(["C=1,2"])
+    local = hw_sweep(base, grid, tmp_path / "local", jobs=2)
+    remote = hw_sweep(base, grid, tmp_path / "dask", scheduler=cl.scheduler_address)
+    assert [r.reused for r in remote.rows] == [False, False]
+    for a, b in zip(local.rows, remote.rows, strict=True):
+        assert (a.values, a.area, a.cells, a.fmax_mhz) == (b.values, b.area, b.cells, b.fmax_mhz)
+    again = hw_sweep(base, grid, tmp_path / "dask", scheduler=cl.scheduler_address)
+    assert all(r.reused for r in again.rows)

@@ -232,14 +232,29 @@ def _finished(point_dir: Path, params: RtlParams, settings: SweepSettings
 
 
 def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSettings,
-                src: list[str] | None, jobs: int, progress: bool) -> dict[int, SweepPoint]:
-    """Run the points ``todo`` in ``jobs`` processes behind a progress bar. On the first
-    failure the waiting points are cancelled (the running ones finish and stay reusable)
-    and the bar is cleared, so the error is the only line left."""
+                src: list[str] | None, jobs: int, progress: bool,
+                scheduler: str | None = None) -> dict[int, SweepPoint]:
+    """Run the points ``todo`` in ``jobs`` processes (or, with ``scheduler``, as tasks on
+    that Dask cluster: flows.distributed) behind a progress bar. On the first failure the
+    waiting points are cancelled (the running ones finish and stay reusable) and the bar is
+    cleared, so the error is the only line left."""
     from tqdm import tqdm
 
     rows: dict[int, SweepPoint] = {}
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
+    if scheduler:
+        from flows.distributed import make_executor
+
+        try:
+            with make_executor(scheduler=scheduler) as ex:
+                tasks = [(params, str(pdir), settings, src) for _, params, pdir in todo]
+                for k, point in ex.map(run_point, tasks, name="hw-sweep-point"):
+                    rows[todo[k][0]] = point
+                    bar.update(1)
+        finally:
+            bar.leave = len(rows) == len(todo)
+            bar.close()
+        return rows
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
     try:
         futs = {pool.submit(run_point, params, str(pdir), settings, src): i
@@ -260,14 +275,16 @@ def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSett
 def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: Path, *,
           jobs: int = 2, period_ns: float = 10.0, io_fraction: float = 0.2,
           pnr: bool = False, sources: Sequence[str | os.PathLike[str]] | None = None,
-          progress: bool = False) -> SweepResult:
+          progress: bool = False, scheduler: str | None = None) -> SweepResult:
     """Run (or resume) the sweep over ``grid`` on top of the ``NAME=VALUE`` assignments
     ``base``; writes ``sweep.json``, ``sweep.csv`` and ``*.png``.
 
     Everything that can be checked without running a tool (settings, parameters, the RTL
     files, the tools a point needs) is checked before the first point starts. A finished
     point is reused only when its parameters, settings and RTL (a digest of the sources'
-    contents, ``settings.rtl_digest``) are the same."""
+    contents, ``settings.rtl_digest``) are the same. ``scheduler``: run the points on that
+    Dask cluster (``tcp://HOST:8786``) instead of ``jobs`` local processes; the workers
+    write into ``run_dir``, which must be on a file system they share (docs/distributed.md)."""
     if jobs < 1:
         raise HalutError(f"--jobs must be >= 1, got {jobs}")
     check_period(period_ns)
@@ -295,7 +312,7 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
         if pnr:
             tools.find_qflow()
             tools.find_osu018("lef")
-        for i, point in _run_points(todo, settings, src, jobs, progress).items():
+        for i, point in _run_points(todo, settings, src, jobs, progress, scheduler).items():
             rows[i] = SweepRow.from_point(points[i][0], point.to_dict(), reused=False)
     swept = [name for name, _ in grid]
     result = SweepResult(base=list(base),
