@@ -228,11 +228,12 @@ class CycleSim(StreamDriver):
         out_idx, cfg_idx, pre_idx = out_start, q.cfg_start, q.pre_start
         last_in = -1
         last_fire = 0
+        held = False  # a beat offered and not yet taken stays offered (valid/ready rule)
         while in_idx < n_beats or (final and (out_idx < n_out or cfg_idx < n_cfg)):
             want_valid = valid.high(t0 + t, state, 0)
             want_ready = ready.high(t0 + t, state, 1)
             gated = cfg_idx < q.gate
-            is_valid = want_valid and in_idx < n_beats and not gated
+            is_valid = (want_valid or held) and in_idx < n_beats and not gated
             self._set("in_valid_i", 1 if is_valid else 0)
             self._set("in_data_i", values[in_idx] if is_valid else 0)
             cfg_valid = cfg_idx < n_cfg
@@ -248,6 +249,7 @@ class CycleSim(StreamDriver):
             self._set("out_ready_i", 1 if want_ready else 0)
             self._settle()
             in_fire = is_valid and self._get_in_ready() != 0
+            held = is_valid and not in_fire
             out_fire = want_ready and self._get_out_valid() != 0
             cfg_fire = cfg_valid and self._get_cfg_ready() != 0
             pre_fire = pre_valid and self._get_pre_ready() != 0

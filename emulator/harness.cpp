@@ -304,6 +304,7 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
     int64_t t = 0, in_idx = 0, out_idx = out_idx0, last_in = -1, last_fire = 0;
     int64_t cfg_idx = cfg_idx0, pre_idx = pre_idx0, waited = 0;
     int rc = 0;
+    bool held = false;  // a beat offered and not yet taken stays offered (valid/ready rule)
     while (in_idx < n_beats || (final && (out_idx < n_out || cfg_idx < n_cfg))) {
         bool want_valid = true, want_ready = true;
         if (valid_len > 0) {
@@ -317,7 +318,7 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
             want_ready = !((splitmix64(rng[1]) >> 11) < ready_thr);
         }
         const bool gated = cfg_idx < gate;
-        const bool valid = want_valid && in_idx < n_beats && !gated;
+        const bool valid = (want_valid || held) && in_idx < n_beats && !gated;
         top->in_valid_i = valid ? 1 : 0;
         if (valid) {
             put_port(top->in_data_i, beats + in_idx * in_words, in_words);
@@ -336,6 +337,7 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
         top->out_ready_i = want_ready ? 1 : 0;
         settle(s);
         const bool in_fire = valid && top->in_ready_o;
+        held = valid && !in_fire;
         const bool out_fire = want_ready && top->out_valid_o;
         const bool cfg_fire = cfg_valid && top->cfg_ready_o;
         const bool pre_fire = pre_valid && top->pre_ready_o;

@@ -620,8 +620,14 @@ module halut_accel #(
   // action): one report, not one per cycle while a broken state persists
   logic chk_fired = 1'b0;
 
-  // host: a beat, write or preload beat offered while ready is low keeps its data; a write
-  // and a preload beat stay offered until taken (in_valid_i may drop: a bubble, docs/rtl.md)
+  // host: a beat, write or preload beat offered while ready is low stays offered, with the
+  // same data, until it is taken (bubbles fall between beats, never inside one)
+  a_in_held: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
+      in_valid_i && !in_ready_o |=> in_valid_i)
+    else begin
+      $error("halut_accel: in_valid_i dropped while a beat waited for in_ready_o");
+      chk_fired = 1'b1;
+    end
   a_in_stable: assume property (@(posedge clk_i) disable iff (!chk_en_q || chk_fired)
       in_valid_i && $past(in_valid_i && !in_ready_o) |-> $stable(in_data_i))
     else begin

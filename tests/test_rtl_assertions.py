@@ -194,12 +194,20 @@ def test_changing_a_waiting_beat_fires_the_input_assertion(pins: Pins) -> None:
         pins.step(in_data_i=beats[-1] ^ 1)
 
 
+def test_withdrawing_a_waiting_beat_fires_the_input_assertion(pins: Pins) -> None:
+    stall_the_input(pins)
+    pins.step()  # holding the beat is fine
+    with pytest.raises(HalutError, match="in_valid_i dropped while a beat waited for "
+                                         "in_ready_o"):
+        pins.step(in_valid_i=0)
+
+
 def test_withdrawing_a_waiting_write_fires_the_configuration_assertion(pins: Pins) -> None:
     stall_the_input(pins)
     amap = P2.address_map
     # SWAP: the bank whose beats are stuck in the tree becomes the one written
     swap = swap_write(amap)
-    assert pins.step(in_valid_i=0, cfg_valid_i=1, cfg_addr_i=int(swap.addr[0]),
+    assert pins.step(cfg_valid_i=1, cfg_addr_i=int(swap.addr[0]),  # the beat still waits
                      cfg_data_i=0)["cfg_ready_o"] == 1
     cnum = ctrl_write(amap, "cnum", 2)
     assert pins.step(cfg_addr_i=int(cnum.addr[0]), cfg_data_i=2)["cfg_ready_o"] == 0
@@ -213,7 +221,7 @@ def test_changing_a_waiting_write_fires_the_configuration_assertion(pins: Pins) 
     stall_the_input(pins)
     amap = P2.address_map
     swap, cnum = swap_write(amap), ctrl_write(amap, "cnum", 2)
-    pins.step(in_valid_i=0, cfg_valid_i=1, cfg_addr_i=int(swap.addr[0]), cfg_data_i=0)
+    pins.step(cfg_valid_i=1, cfg_addr_i=int(swap.addr[0]), cfg_data_i=0)
     assert pins.step(cfg_addr_i=int(cnum.addr[0]), cfg_data_i=2)["cfg_ready_o"] == 0
     with pytest.raises(HalutError, match="cfg_addr_i/cfg_data_i changed while a write "
                                          "waited for cfg_ready_o"):
