@@ -35,7 +35,8 @@ from common import write_result
 import tests.test_fuzz_formats as fz
 
 SEEDS = {"model_file": 1, "network_bundle": 2, "resume_tile": 3, "run_record": 4,
-         "model_file_v1": 5, "forged_model_file": 6, "forged_resume_tile": 7}
+         "model_file_v1": 5, "forged_model_file": 6, "forged_resume_tile": 7,
+         "sweep_record": 8, "eval_batch_record": 9}
 
 
 def _family(what: str) -> str:
@@ -95,6 +96,10 @@ def main(n: int) -> None:
         results["run_record"] = _sum({
             which: measure(fz.record_format(sub(f"r{i}"), which), n, SEEDS["run_record"] + i)
             for i, which in enumerate(("sweep.json", "point.json", "synth.json"))})
+        results["sweep_record"] = measure(fz.sweep_record_format(sub("sr")), n,
+                                          SEEDS["sweep_record"])
+        results["eval_batch_record"] = measure(fz.batch_record_format(sub("br")), n,
+                                               SEEDS["eval_batch_record"])
         results["model_file_v1"] = measure(fz.model_format(sub("v1"), legacy=True), n,
                                            SEEDS["model_file_v1"])
         forged = fz.model_format(sub("fm"))
@@ -103,7 +108,8 @@ def main(n: int) -> None:
         forged_tile = fz.tile_format(sub("ft"))
         forged_tile.mutate = fz.forge_tile
         results["forged_resume_tile"] = measure(forged_tile, n, SEEDS["forged_resume_tile"])
-    targets = ("model_file", "network_bundle", "resume_tile", "run_record")
+    targets = ("model_file", "network_bundle", "resume_tile", "run_record", "sweep_record",
+               "eval_batch_record")
     met = (all(results[f]["crashes"] == 0 and results[f]["accepted_different"] == 0
                for f in targets)
            and all(results[f]["crashes"] == 0 for f in ("model_file_v1", "forged_model_file",
@@ -111,8 +117,9 @@ def main(n: int) -> None:
     write_result("fuzz", {
         "mutations_per_format": n,
         "targets": "0 crashes everywhere; 0 accepted_different for model_file, "
-                   "network_bundle, resume_tile and run_record (version 1 model files carry "
-                   "no checksum over their header; forged files are made to differ)",
+                   "network_bundle, resume_tile, run_record, sweep_record and "
+                   "eval_batch_record (version 1 model files carry no checksum over their "
+                   "header; forged files are made to differ)",
         "targets_met": met, **results})
 
 

@@ -629,6 +629,52 @@ def record_format(tmp: Path, which: str) -> Format:
                   lambda got: same_json(got, want), mutate_json_file, refusal)
 
 
+def sweep_record_format(tmp: Path) -> Format:
+    """A ``halut sweep`` / ``halut convergence`` record (flows.sweep.RecordStore) read back
+    by a resumed run: taken, or refused (None) and computed again."""
+    from flows.sweep import RECORD_FIELDS, RecordStore
+
+    record = {name: None for name in RECORD_FIELDS}
+    record.update(mode="single", encoder="maddness", C_requested=4, C=4, K=16,
+                  threshold_format="fp16", lut_format="int8", layer_index=0, layer="fc",
+                  kind="linear", D=8, M=3, groups=1, rows_per_image=1, layers_replaced=1,
+                  nmse=0.125, accuracy=0.75, accuracy_drop=0.25, lut_bytes=192,
+                  cycles_per_image=70, runs_on_accelerator=True, nmse_calibration=0.1,
+                  learn_seconds=0.5, eval_seconds=0.25)
+    key = {"point": 0, "layer": 0}
+    store = RecordStore(tmp, "f" * 64)
+    name = store.record_name(0, 0)
+    store.save(name, key, record)
+    assert store.load(name, key, RECORD_FIELDS) == record
+
+    def load(p: Path) -> Any:
+        return store.load(p.name, key, RECORD_FIELDS)
+
+    return Format("sweep_record", store.path(name).read_bytes(), store.path(name), load,
+                  lambda got: same_json(got, record), mutate_json_file,
+                  lambda: f"{name}: not taken (computed again)")
+
+
+def batch_record_format(tmp: Path) -> Format:
+    """A ``halut net eval --resume`` batch record (emulator.network) read back by a resumed
+    run: taken, or refused (None) and run again."""
+    from emulator.network import _Batch, _EvalStore
+
+    rec = _Batch(lo=0, hi=2, pred=[3, 1], digests={"fc": ["ab" * 16, "cd" * 16]},
+                 shapes={"fc": [[8], [3]]}, cycles={"fc": {"config": 4, "stream": 16}},
+                 err={"fc": [0.5, 2.0]})
+    store = _EvalStore(tmp, "f" * 64)
+    store.save("rtl", rec)
+    path = store._path("rtl", 0, 2)
+
+    def load(p: Path) -> Any:
+        return store.load("rtl", 0, 2, ["fc"])
+
+    return Format("batch_record", path.read_bytes(), path, load,
+                  lambda got: got.to_dict() == rec.to_dict(), mutate_json_file,
+                  lambda: f"{path.name}: not taken (run again)")
+
+
 # ---- the seeded fuzz, per format --------------------------------------------------------------
 
 N_MUTATIONS = 300
@@ -655,6 +701,14 @@ def test_fuzz_network_bundle(tmp_path: Path) -> None:
 
 def test_fuzz_resume_tile(tmp_path: Path) -> None:
     _check(tile_format(tmp_path), seed=303)
+
+
+def test_fuzz_sweep_record(tmp_path: Path) -> None:
+    _check(sweep_record_format(tmp_path), seed=606)
+
+
+def test_fuzz_eval_batch_record(tmp_path: Path) -> None:
+    _check(batch_record_format(tmp_path), seed=707)
 
 
 @pytest.mark.parametrize("forge", [forge_model, forge_tile])
