@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from flows.clibase import emit_json
+from flows.cmd_sweep import model_data_options
 
 
 def register(group: click.Group) -> None:
@@ -15,16 +16,7 @@ def register(group: click.Group) -> None:
     from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
 
     @group.command("convergence")
-    @click.option("--model", "spec", required=True, metavar="SPEC",
-                  help="zoo:NAME, package.module:factory or file.py:factory.")
-    @click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
-                  help="A keyword for the model's factory, e.g. image_size=8 (repeatable).")
-    @click.option("--state-dict", type=click.Path(dir_okay=False, path_type=Path),
-                  default=None, help="Float weights (.pt, weights_only).")
-    @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="Images X.npy (float, N first): calibration and held-out.")
-    @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="Labels y.npy (int, N).")
+    @model_data_options
     @click.option("--layers", multiple=True, metavar="GLOB",
                   help="Layers to study (fnmatch patterns; default every Linear/Conv).")
     @click.option("-C", "C", type=int, default=16, show_default=True,

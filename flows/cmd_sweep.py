@@ -30,20 +30,30 @@ def load_labelled(model: Any, data: Path, labels: Path) -> tuple[np.ndarray, np.
     return load(model, data, labels)
 
 
+def model_data_options(fn: Any) -> Any:
+    """``--model``, ``--model-arg``, ``--state-dict``, ``--data``, ``--labels``: the model and
+    labelled images a study (``sweep``, ``convergence``) runs on."""
+    for option in reversed([
+        click.option("--model", "spec", required=True, metavar="SPEC",
+                     help="zoo:NAME, package.module:factory or file.py:factory."),
+        click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
+                     help="A keyword for the model's factory, e.g. image_size=8 (repeatable)."),
+        click.option("--state-dict", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, help="Float weights (.pt, weights_only)."),
+        click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="Images X.npy (float, N first): calibration and held-out."),
+        click.option("--labels", type=click.Path(dir_okay=False, path_type=Path),
+                     required=True, help="Labels y.npy (int, N)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def register(group: click.Group) -> None:
     """Add ``sweep`` and ``sweep-report`` to the ``halut`` group."""
 
     @group.command("sweep")
-    @click.option("--model", "spec", required=True, metavar="SPEC",
-                  help="zoo:NAME, package.module:factory or file.py:factory.")
-    @click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
-                  help="A keyword for the model's factory, e.g. image_size=8 (repeatable).")
-    @click.option("--state-dict", type=click.Path(dir_okay=False, path_type=Path),
-                  default=None, help="Float weights (.pt, weights_only).")
-    @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="Images X.npy (float, N first): calibration and held-out.")
-    @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="Labels y.npy (int, N).")
+    @model_data_options
     @click.option("--layers", multiple=True, metavar="GLOB",
                   help="Layers to sweep (fnmatch patterns; default every Linear/Conv).")
     @click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
