@@ -28,21 +28,11 @@ from learning.program import LUT_FORMATS, THRESHOLD_FORMATS
 
 
 def _model(spec: str, state_dict: Path | None, args: tuple[str, ...]) -> Any:
-    from emulator.zoo import load_model, load_state
+    """The float model of ``--model SPEC --model-arg ... --state-dict``, in eval mode."""
+    from flows.distributed import ModelSource
 
-    kwargs: dict[str, Any] = {}
-    for item in args:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise HalutError(f"--model-arg {item!r} must look like NAME=VALUE")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value  # a plain string
-    model = load_model(spec, **kwargs)
-    if state_dict is not None:
-        load_state(model, state_dict)
-    return model.eval()
+    return ModelSource(spec, tuple(args), None if state_dict is None else str(state_dict)
+                       ).load()
 
 
 def _load_data(model: Any, data: Path, labels: Path | None = None, *,

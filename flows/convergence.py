@@ -25,7 +25,6 @@ each written atomically.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -47,13 +46,13 @@ from flows.sweep import (
     RecordStore,
     SweepOptions,
     compute_record,
-    csv_value,
     find_layers,
     fold,
     nonneg_or_none,
     predict,
     split_indices,
 )
+from flows.sweep import csv_text as sweep_csv_text
 from flows.sweep import fingerprint as sweep_fingerprint
 from learning.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from learning.errors import HalutError
@@ -236,12 +235,7 @@ def measure(folded: nn.Module, layers: Sequence[LayerInfo], layer: LayerInfo, ro
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """The tidy table: :data:`CSV_COLUMNS`, one line per (layer, R)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        w.writerow([csv_value(r[c]) for c in CSV_COLUMNS])
-    return buf.getvalue()
+    return sweep_csv_text(rows, CSV_COLUMNS)
 
 
 def plot_convergence(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> None:

@@ -794,13 +794,14 @@ def csv_value(v: Any) -> str:
     return str(v)
 
 
-def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The tidy table: :data:`CSV_COLUMNS`, one line per (point, layer)."""
+def csv_text(rows: Sequence[Mapping[str, Any]],
+             columns: Sequence[str] = CSV_COLUMNS) -> str:
+    """The tidy table: ``columns`` (default :data:`CSV_COLUMNS`), one line per record."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow(columns)
     for r in rows:
-        w.writerow([csv_value(r[c]) for c in CSV_COLUMNS])
+        w.writerow([csv_value(r[c]) for c in columns])
     return buf.getvalue()
 
 
