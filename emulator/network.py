@@ -26,7 +26,6 @@ checksum), that every layer exists there with the same type and shape.
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import io
 import json
@@ -538,23 +537,6 @@ def _shard_pass(lo: int, hi: int) -> list[_Batch]:
                         st["batch_size"], st["store"], False)
 
 
-def _release_free_heap() -> None:
-    """glibc's ``malloc_trim(0)``: hand the heap's free pages back to the system before a
-    fork, so that the workers' allocations fault in fresh pages instead of copying the
-    parent's (copy-on-write) on their first write; nothing elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        return
-    if trim is not None:
-        trim(0)
-
-
 def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
               X: np.ndarray, n_img: int, batch_size: int, jobs: int,
               store: _EvalStore | None, progress: bool,
@@ -592,13 +574,10 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
         return recs
     _SHARD_STATE.update(net=net, layers=layers, backend=backend, X=X, batch_size=batch_size,
                         store=store)
-    gc.freeze()  # the workers' collections then leave the inherited heap alone (no COW copies)
-    _release_free_heap()
     try:
         with ProcessPoolExecutor(len(spans), mp_context=mp.get_context("fork")) as pool:
             parts = list(pool.map(_shard_pass, *zip(*spans, strict=True)))
     finally:
-        gc.unfreeze()
         _SHARD_STATE.clear()
     return [rec for part in parts for rec in part]
 
