@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 from emulator.hwif import (
+    DATA_INPUTS,
+    DATA_OUTPUTS,
     FEATURE_BITS,
     LUT_FORMAT_CODE,
     THRESHOLD_FORMAT_CODE,
+    TOP,
     AddressMap,
     default_lanes,
 )
@@ -39,6 +44,17 @@ class RtlParams:
     out_lanes: int = 0  # 0: M (a whole row per beat)
     cfg_lanes: int = 0  # 0: min(16, K)
     banks: int = 2
+
+    #: the design's top module, and its data ports (the SDC's input / output delay groups):
+    #: what the hardware flows need to know of a design (flows.hw.common.HwDesign)
+    top: ClassVar[str] = TOP
+    data_inputs: ClassVar[tuple[str, ...]] = DATA_INPUTS
+    data_outputs: ClassVar[tuple[str, ...]] = DATA_OUTPUTS
+
+    @staticmethod
+    def default_sources() -> list[Path]:
+        """The design's RTL file list: ``rtl/halut.f``."""
+        return [Path(__file__).resolve().parent.parent / "rtl" / "halut.f"]
 
     def __post_init__(self) -> None:
         if self.cfg_lanes == 0:

@@ -12,10 +12,9 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emulator.build import resolve_sources
-from emulator.params import RtlParams
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 from learning.strict import clip, parse_json, read_file
@@ -27,8 +26,34 @@ DRIVING_CELL = "BUFX4"
 LOAD_PF = 0.01
 
 
-def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
-    """The RTL files (``rtl/halut.f`` by default; ``.f`` lists expand), packages first."""
+class HwDesign(Protocol):
+    """What the hardware flows need of a design: its top module, data ports (the SDC's I/O
+    delay groups), default RTL file list and parameters. :class:`emulator.params.RtlParams`
+    (the accelerator) and :class:`emulator.mac.MacParams` (the multiply-accumulate baseline)
+    are the two designs; ``dataclasses.asdict`` of one is its ``params`` in every result."""
+
+    @property
+    def top(self) -> str: ...
+
+    @property
+    def data_inputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def data_outputs(self) -> tuple[str, ...]: ...
+
+    def default_sources(self) -> list[Path]: ...
+
+    def verilog_parameters(self) -> dict[str, int]: ...
+
+    def tag(self) -> str: ...
+
+
+def rtl_sources(sources: Sequence[str | os.PathLike[str]] | None = None,
+                design: HwDesign | None = None) -> list[Path]:
+    """The RTL files (``sources``, else the design's own list, else ``rtl/halut.f``; ``.f``
+    lists expand), packages first."""
+    if sources is None and design is not None:
+        sources = design.default_sources()
     return resolve_sources(sources)
 
 
@@ -78,7 +103,7 @@ def check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
-def run_dir_for(command: str, params: RtlParams, run_dir: str | os.PathLike[str] | None
+def run_dir_for(command: str, params: HwDesign, run_dir: str | os.PathLike[str] | None
                 ) -> Path:
     """``run_dir`` or ``runs/<command>-<params tag>``, created, as an absolute path (the
     tools run with the run directory as their working directory, so a relative path to a
@@ -111,8 +136,8 @@ def stage_sources(files: Sequence[Path], run_dir: Path, sub: str = "src") -> lis
     return names
 
 
-def params_dict(params: RtlParams) -> dict[str, Any]:
-    return dataclasses.asdict(params)
+def params_dict(params: HwDesign) -> dict[str, Any]:
+    return dataclasses.asdict(params)  # type: ignore[call-overload]
 
 
 # field metadata keys of :func:`json_field`
