@@ -1,0 +1,159 @@
+"""Power from simulated activity (flows/hw/power.py, ``halut hw power``): the VCD reader on
+a hand-written dump, the activity annotation, and the whole flow with the real tools
+(Yosys, Verilator on the gate-level netlist, OpenSTA) on a tiny configuration."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from emulator.params import RtlParams
+from flows.cli import main
+from flows.hw.common import read_record
+from flows.hw.power import (
+    activity_tcl,
+    efficiency,
+    energy_figures,
+    halut_workload,
+    measure_power,
+    parse_power_report,
+    read_activity,
+)
+from learning.errors import HalutError
+
+TINY = RtlParams(C=2, K=2, M=1, threshold_format="int8", lut_format="int8")
+TINY_ARGS = ["-p", "C=2", "-p", "K=2", "-p", "M=1", "-p", "thr=int8"]
+
+VCD = b"""$timescale 1ns $end
+$scope module TOP $end
+$var wire 1 ! clk_i $end
+$scope module top $end
+$var wire 1 ! clk_i $end
+$var wire 1 " a $end
+$var wire 3 # bus [2:0] $end
+$var wire 1 $ b [4] $end
+$upscope $end
+$upscope $end
+$enddefinitions $end
+#0
+0!
+0"
+b0 #
+1$
+#5
+1!
+1"
+#10
+0!
+b101 #
+#15
+1!
+0"
+#20
+0!
+b11 #
+"""
+
+
+def test_read_activity_counts_toggles_duty_and_cycles() -> None:
+    act = read_activity(io.BytesIO(VCD), ("TOP", "top"))
+    assert act.cycles == 2 and act.duration == 20  # rising clock edges at 5 and 15
+    assert act.toggles["a"] == 2 and act.duty("a") == 0.5 and act.rate("a") == 1.0
+    # b101 then b11 (leading zero dropped): bit 2 rises and falls, bit 1 rises at the end,
+    # bit 0 rises and stays
+    assert [act.toggles[f"bus[{i}]"] for i in (2, 1, 0)] == [2, 1, 1]
+    assert [act.high[f"bus[{i}]"] for i in (2, 1, 0)] == [10, 0, 10]
+    assert act.toggles["b[4]"] == 0 and act.duty("b[4]") == 1.0  # a one-bit slice, always 1
+    assert act.toggles["clk_i"] == 4 and act.duty("clk_i") == 0.5
+
+
+def test_read_activity_errors_name_the_file() -> None:
+    with pytest.raises(HalutError, match="no variables in scope TOP.nosuch"):
+        read_activity(io.BytesIO(VCD), ("TOP", "nosuch"), where="x.vcd")
+    with pytest.raises(HalutError, match="x.vcd has no clock"):
+        read_activity(io.BytesIO(VCD), ("TOP", "top"), clock="clk", where="x.vcd")
+    with pytest.raises(HalutError, match="x.vcd is not a readable VCD"):
+        read_activity(io.BytesIO(b"$scope module TOP $end\n#zz\n"), ("TOP",), where="x.vcd")
+
+
+def test_activity_tcl_annotates_every_net_but_the_clock() -> None:
+    act = read_activity(io.BytesIO(VCD), ("TOP", "top"))
+    tcl, count = activity_tcl(act, input_ports=("b",))
+    assert count == len(act.toggles) - 1  # all but clk_i
+    assert "clk_i" not in tcl
+    assert "halut_nets {a bus[2]} 1 0.5" in tcl  # equal figures: one command
+    # an input port bit: the registered copy isolate_inputs makes of it too
+    assert "halut_nets {b[4]} 0 1" in tcl and "halut_nets {hpiso_b[4]} 0 1" in tcl
+    assert "halut_ports {hpiso_b[4]} 0 1" in tcl
+    assert "sta::set_power_pin_activity" in tcl  # set_power_activity -pins is broken in 2.0.17
+
+
+def test_power_report_and_energy_arithmetic() -> None:
+    text = ("Group  Internal  Switching  Leakage  Total\n"
+            "Total  1.0e-03  2.5e-04  1.0e-07  1.2501e-03  100.0%\n")
+    assert parse_power_report(text) == {"internal": 1e-3, "switching": 2.5e-4,
+                                        "leakage": 1e-7, "total": 1.2501e-3}
+    assert parse_power_report("nothing") == {}
+    e = energy_figures(0.01, 10.0, cycles=200, rows=50, layer_rows=500)
+    assert e["per_cycle"] == pytest.approx(100.0)  # 10 mW x 10 ns = 100 pJ
+    assert e["per_row"] == pytest.approx(400.0) and e["per_layer"] == pytest.approx(200000.0)
+    tops, eff = efficiency(ops_per_row=1000, rows=50, cycles=200, period_ns=10.0, power_w=0.01)
+    assert tops == pytest.approx(1000 * 50 / 2e-6 / 1e12)
+    assert eff == pytest.approx(tops / 0.01)
+
+
+@pytest.mark.xdist_group("hw_power")
+def test_idle_stream_draws_less_switching_power_than_a_busy_one(tmp_path: Path) -> None:
+    """The same netlist, the same program and rows: with the input valid low 80 % of the
+    cycles the nets toggle less per cycle, so the annotated switching power drops; the
+    vectorless figure (no activity) cannot tell the two apart."""
+    busy = measure_power(TINY, tmp_path, halut_workload(TINY, rows=24, seed=1),
+                         clock_mhz=100.0, name="busy")
+    idle = measure_power(TINY, tmp_path, halut_workload(TINY, rows=24, seed=1, bubbles=0.8),
+                         clock_mhz=100.0, name="idle")
+    assert idle.workload["cycles"] > 2 * busy.workload["cycles"]
+    assert idle.activity["mean_toggle_rate"] < busy.activity["mean_toggle_rate"]
+    assert idle.power_w["switching"] < 0.8 * busy.power_w["switching"]
+    assert idle.vectorless_power_w == busy.vectorless_power_w
+    assert busy.power_w["switching"] != busy.vectorless_power_w["switching"]
+    # the figures follow from each other and from the file written
+    assert busy.energy_pj["per_cycle"] == pytest.approx(busy.power_w["total"] * 10.0 * 1e3)
+    assert busy.ops_per_row == 2 * busy.workload["D"] * busy.workload["M"]
+    assert busy.efficiency_tops_per_w == pytest.approx(busy.throughput_tops
+                                                       / busy.power_w["total"])
+    saved = read_record(tmp_path / "busy.json")
+    assert saved["power_w"] == busy.power_w and saved["clock_source"] == "--clock-mhz"
+    assert busy.activity["nets"] > 500 and busy.activity["cycles"] > 0
+
+
+@pytest.mark.xdist_group("hw_power")
+def test_power_cli_json_and_default_clock(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["hw", "power", *TINY_ARGS, "--rows", "8",
+                                    "--run-dir", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    sta = read_record(run / "sta.json")  # the clock is hw sta's fmax on the same netlist
+    assert out["clock_source"] == "fmax of hw sta"
+    assert out["clock_mhz"] == pytest.approx(sta["fmax_mhz"], rel=1e-3)
+    assert out["workload"]["kind"] == "random" and out["workload"]["rows"] == 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clock-mhz", "0"], "--clock-mhz must be a finite number"),
+    (["--clock-mhz", "nan"], "--clock-mhz must be a finite number"),
+    (["--model", "nosuch.halut"], "model file nosuch.halut not found"),
+    (["--layer", "fc"], "--layer needs --bundle"),
+    (["--rows", "0"], "--rows must be >= 1"),
+])
+def test_power_cli_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str
+                                         ) -> None:
+    res = CliRunner().invoke(main, ["hw", "power", *TINY_ARGS, "--run-dir",
+                                    str(tmp_path / "r"), *args])
+    assert res.exit_code == 1
+    assert message in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "power.json").exists()
