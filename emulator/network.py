@@ -41,11 +41,13 @@ from torch import nn
 
 from emulator.cycles import CycleReport
 from emulator.modules import HALUT_MODULES, HalutConv1d, HalutConv2d, HalutLinear
+from emulator.params import RtlParams
 from learning.atomic import atomic_write_bytes, atomic_write_text
 from learning.bundle import BundleLayer, NetworkBundle, load_bundle, save_bundle, source_checksum
 from learning.conv import Conv1dGeometry, Conv2dGeometry, geometry_from_dict
 from learning.errors import HalutError, one_line
 from learning.modelfile import SavedModel
+from learning.program import HardwareProgram
 
 Schedule = Literal["parallel", "sequential"]
 SCHEDULES: tuple[str, ...] = ("parallel", "sequential")
@@ -358,6 +360,20 @@ def _halut_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in net.named_modules() if isinstance(m, HALUT_MODULES)]
 
 
+def halut_layer_names(net: nn.Module) -> list[str]:
+    """The qualified names of the network's Halut layers, in order."""
+    return [n for n, _ in _halut_layers(net)]
+
+
+def first_program(net: nn.Module) -> HardwareProgram | None:
+    """The program of the network's first Halut layer (its K and formats are the chip's)."""
+    for _, m in _halut_layers(net):
+        for u in _units(m)[1]:
+            if u.program is not None:
+                return u.program
+    return None
+
+
 def _layer_meta(name: str, m: nn.Module) -> dict[str, Any]:
     kind, units, _ = _units(m)
     programs = [u.program for u in units if u.program is not None]
@@ -587,7 +603,7 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      gpu_images: int | None = None, batch_size: int = 64,
                      clock_mhz: float = DEFAULT_CLOCK_MHZ, jobs: int = 1,
                      resume: str | os.PathLike[str] | None = None,
-                     progress: bool = False,
+                     progress: bool = False, chip: RtlParams | None = None,
                      shard_runner: Callable[[str, Sequence[tuple[int, int]], int, Any],
                                             list[list[Any]]] | None = None
                      ) -> dict[str, Any]:
@@ -609,6 +625,10 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     batches recorded there instead of running them again (after a kill, it goes on where the
     killed run stopped, and ends with the same result).
 
+    ``chip``: the accelerator every layer of the rtl pass is mapped onto (default: the
+    default chip with the programs' K and formats, ``RtlParams.for_program``); recorded in
+    the totals as ``chip``.
+
     ``shard_runner``: runs the gpu and rtl passes' ``jobs`` image shards elsewhere (one shard
     even for ``jobs == 1``): ``shard_runner(backend, spans, batch_size, store)`` returns each
     span's batch records, computed on a fresh copy of this network, so the trace is the one
@@ -624,9 +644,13 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     layers = _halut_layers(net)
     if not layers:
         raise HalutError("the network has no Halut layers")
+    if chip is not None and shard_runner is not None:
+        raise HalutError("a chip other than the default cannot be sent to a Dask cluster's "
+                         "workers yet: run without --scheduler")
     net.eval()
+    chip_tag = "" if chip is None else chip.tag()
     store = None if resume is None else _EvalStore(Path(resume),
-                                                   _fingerprint(net, X, batch_size))
+                                                   _fingerprint(net, X, batch_size) + chip_tag)
     trace = {name: _layer_meta(name, m) for name, m in layers}
     golden_digests: dict[str, list[str]] = {}
     golden_pred = np.zeros(0, np.int64)
@@ -637,6 +661,9 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
     for b in dict.fromkeys(("golden", *backends)):  # golden first: the others compare with it
         limit = {"rtl": rtl_images, "gpu": gpu_images}.get(b)
         n_img = X.shape[0] if limit is None else min(int(limit), X.shape[0])
+        if b == "rtl" and chip is not None:
+            for _, m in layers:  # the pass keeps a backend's options (workers inherit them)
+                m.set_backend("rtl", params=chip)  # type: ignore[operator]
         t0 = time.perf_counter()
         recs = _run_pass(net, layers, b, X, n_img, batch_size, jobs, store, progress,
                          shard_runner)
@@ -673,6 +700,11 @@ def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,
                               "golden_on_subset": subset, "seconds": seconds,
                               "clock_mhz": clock_mhz,
                               "host": host_ops(net)}
+    if "rtl" in backends:
+        first = first_program(net)
+        used = chip if chip is not None else (None if first is None
+                                              else RtlParams.for_program(first))
+        totals["chip"] = None if used is None else asdict(used)
     if "rtl" in backends and images.get("rtl"):
         n = images["rtl"]
         cyc, ops = 0.0, 0
@@ -750,5 +782,11 @@ def format_trace(ev: dict[str, Any]) -> list[str]:
         lines.append(f"rtl: {t['cycles_per_image']:.0f} cycles per image, "
                      f"{1e6 * t['seconds_per_image']:.1f} us per image at {t['clock_mhz']} MHz, "
                      f"{t['mac_ops_per_s'] / 1e9:.2f} GOp/s MAC-equivalent")
+    if t.get("energy_per_image_nj") is not None:
+        per_layer = ", ".join(f"{r['layer']} {r['energy_per_image_nj']:.4g}"
+                              for r in ev["layers"] if r.get("energy_per_image_nj") is not None)
+        lines.append(f"energy: {t['energy_per_image_nj']:.4g} nJ per image "
+                     f"({t['energy_tops_per_w']:.4g} TOp/s/W; simulated activity, "
+                     f"{t['energy_source']}); per layer (nJ): {per_layer}")
     lines.append(f"on the host in float: {', '.join(t['host']) or '-'}")
     return lines

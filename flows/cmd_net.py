@@ -109,6 +109,33 @@ def _overrides(items: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def _energy_records(items: tuple[str, ...]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """``--energy [LAYER=]POWER.json`` values -> {layer or "*": (path, power record)}, each
+    file read and checked now (before the network runs)."""
+    from flows.hw.power import load_power_record
+
+    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for item in items:
+        layer, sep, path = item.rpartition("=")
+        key = layer if sep and layer else "*"
+        if key in out:
+            raise HalutError(f"--energy gives {'every layer' if key == '*' else key} twice")
+        out[key] = (Path(path), load_power_record(Path(path)))
+    return out
+
+
+def _chip(net_model: Any, items: tuple[str, ...]) -> Any:
+    """The ``--chip`` accelerator: the default chip for the network's programs (K, formats)
+    with ``items`` (``NAME=VALUE``) applied."""
+    from emulator.network import first_program
+    from emulator.params import RtlParams, parse_assignments
+
+    first = first_program(net_model)
+    if first is None:
+        raise HalutError("the network has no Halut layer with a program")
+    return parse_assignments(items, RtlParams.for_program(first))
+
+
 def register(group: click.Group) -> None:
     """Add the ``net`` group to the ``halut`` group."""
 
@@ -252,12 +279,21 @@ def register(group: click.Group) -> None:
     @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Folder recording every finished batch; a run killed midway goes on "
                        "from there.")
+    @click.option("--chip", "chip_params", multiple=True, metavar="NAME=VALUE",
+                  help="The accelerator the rtl pass maps every layer onto, as `halut hw "
+                       "-p` (C, M, banks, ...; K and formats are the bundle's). Default: the "
+                       "default chip.")
+    @click.option("--energy", "energy", multiple=True, metavar="[LAYER=]POWER.json",
+                  help="Energy per inference: a power.json of `halut hw power` measured on "
+                       "the chip (for every layer, or LAYER=... for one); repeatable. "
+                       "Needs the rtl backend.")
     @json_opt("the trace")
     def eval_cmd(bundle: Path, spec: str, model_args: tuple[str, ...], state_dict: Path | None,
                  data: Path, labels: Path,
                  backends: str, rtl_images: int | None, gpu_images: int | None,
                  batch_size: int, jobs: int, scheduler: str | None,
                  clock_mhz: float | None, out: Path | None, resume: Path | None,
+                 chip_params: tuple[str, ...], energy: tuple[str, ...],
                  as_json: bool) -> None:
         """Run a bundle on its model: accuracy per backend and the per-layer trace."""
         from emulator.network import (
@@ -278,15 +314,31 @@ def register(group: click.Group) -> None:
             check_writable(out / "trace.png", "trace plot")
         if resume is not None:
             check_writable(resume / "probe.json", "resume folder")
+        records = _energy_records(energy)
+        if (records or chip_params) and "rtl" not in names:
+            raise HalutError("--energy and --chip need the rtl backend (--backend ...,rtl)")
+        if chip_params and scheduler is not None:
+            raise HalutError("--chip cannot be sent to a Dask cluster's workers yet: run "
+                             "without --scheduler")
         model = _model(spec, state_dict, model_args)
         X, y = _load_data(model, data, labels)
         assert y is not None
         net_model = apply_network(model, bundle)
+        chip = _chip(net_model, chip_params) if chip_params else None
+        if records:
+            import dataclasses
+
+            from emulator.network import halut_layer_names
+            from flows.hw.power import check_power_records
+
+            used = chip if chip is not None else _chip(net_model, ())
+            check_power_records(records, dataclasses.asdict(used),
+                                halut_layer_names(net_model))
         if scheduler is None:
             ev = evaluate_network(net_model, X, y, backends=names, rtl_images=rtl_images,
                                   gpu_images=gpu_images, batch_size=batch_size,
                                   clock_mhz=clock, jobs=jobs, resume=resume,
-                                  progress=not as_json)
+                                  progress=not as_json, chip=chip)
         else:
             from flows.distributed import DaskExecutor, ModelSource, NetSource, shard_runner
 
@@ -298,6 +350,10 @@ def register(group: click.Group) -> None:
                     gpu_images=gpu_images, batch_size=batch_size, clock_mhz=clock, jobs=jobs,
                     resume=resume, progress=not as_json,
                     shard_runner=shard_runner(executor, source.absolute(), net_model, X))
+        if records:
+            from flows.hw.power import add_network_energy
+
+            add_network_energy(ev, records)
         if out is not None:
             atomic_write_text(out / "trace.json", json.dumps(ev, indent=2) + "\n")
             plot_trace(ev, out / "trace.png")

@@ -186,3 +186,50 @@ def test_retrain_bad_inputs_are_one_line(tmp_path: Path) -> None:
         assert r.exit_code == 1, (args, r.output)
         assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert written is None or not written.exists(), args
+
+
+def test_eval_on_a_chosen_chip_with_energy_per_inference(tmp_path: Path) -> None:
+    """``--chip`` maps every layer onto that accelerator (the cycles change with it) and
+    ``--energy`` multiplies each layer's cycles per image by the energy per cycle of a
+    power record of `halut hw power` for that chip (its format: flows/hw/power.py)."""
+    import dataclasses
+
+    from emulator.params import RtlParams
+    from flows.hw.common import write_json
+
+    x, y, w = _files(tmp_path)
+    net = tmp_path / "net.halutnet"
+    r = CliRunner().invoke(main, ["net", "learn", *ARGS, "--state-dict", str(w), "--data",
+                                  str(x), "-C", "4", "-K", "16", "--layers", "fc3", "-o",
+                                  str(net)])
+    assert r.exit_code == 0, r.output
+    chip = RtlParams(C=2, K=16, M=4, banks=1)
+    power = tmp_path / "power.json"
+    write_json(power, {"params": dataclasses.asdict(chip), "design": "halut_accel",
+                       "energy_pj": {"per_cycle": 12.5, "per_row": 50.0}})
+    base = ["net", "eval", str(net), *ARGS, "--state-dict", str(w), "--data", str(x),
+            "--labels", str(y), "--backend", "golden,rtl", "--rtl-images", "2"]
+    chip_args = ["--chip", "C=2", "--chip", "M=4", "--chip", "banks=1"]
+    r = CliRunner().invoke(main, [*base, *chip_args, "--energy", str(power), "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
+    t = ev["totals"]
+    assert t["chip"] == dataclasses.asdict(chip)
+    (row,) = ev["layers"]
+    assert row["rtl_bit_exact"]
+    assert row["energy_per_image_nj"] == row["cycles_per_image"]["total"] * 12.5 / 1e3
+    assert t["energy_per_image_nj"] == row["energy_per_image_nj"]
+    assert t["energy_tops_per_w"] == t["mac_ops_per_image"] / (t["energy_per_image_nj"]
+                                                               * 1e-9) / 1e12
+    r = CliRunner().invoke(main, [*base, *chip_args, "--energy", f"fc3={power}"])
+    assert r.exit_code == 0, r.output  # a layer's own record; the human trace says it
+    assert "nJ per image" in r.stdout and "fc3 " in r.stdout.split("energy:")[1]
+    for args, message in [
+        (["--energy", str(power)], "measured on another chip"),  # default chip
+        ([*chip_args, "--energy", f"conv1={power}"], "does not have"),
+        ([*chip_args, "--energy", str(tmp_path / "none.json")], "not found"),
+        (["--backend", "golden", "--energy", str(power)], "need the rtl backend"),
+    ]:
+        r = CliRunner().invoke(main, [*base, *args])
+        assert r.exit_code == 1, (args, r.output)
+        assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)

@@ -658,3 +658,74 @@ def halut_workload(params: Any, *, model: Path | None = None,
 def _raw(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     return a.view(np.uint32) if a.dtype == np.float32 else a
+
+
+# ---- energy per inference of a network -------------------------------------------------------
+
+def load_power_record(path: Path) -> dict[str, Any]:
+    """A ``power.json`` of ``halut hw power``, checked (one line naming the file)."""
+    from flows.hw.common import read_record
+
+    if not path.is_file():
+        raise HalutError(f"power record {path} not found (run `halut hw power`)")
+    rec = read_record(path)
+    energy = rec.get("energy_pj")
+    if (not isinstance(rec.get("params"), dict) or not isinstance(energy, dict)
+            or not isinstance(energy.get("per_cycle"), (int, float))
+            or isinstance(energy.get("per_cycle"), bool)
+            or not math.isfinite(energy["per_cycle"]) or energy["per_cycle"] < 0):
+        raise HalutError(f"{path} is not a power record of `halut hw power` (no params or "
+                         "energy per cycle)")
+    return rec
+
+
+def check_power_records(records: dict[str, tuple[Path, dict[str, Any]]],
+                        chip: dict[str, Any], layers: Sequence[str]) -> None:
+    """One line unless every record (:func:`add_network_energy`) was measured on ``chip``
+    (its parameters as a dict) and names a layer of ``layers`` (or ``"*"``), and every
+    layer has one."""
+    for key, (path, rec) in records.items():
+        if key != "*" and key not in layers:
+            raise HalutError(f"--energy names layer {key!r}, which the network does not have; "
+                             f"it has {', '.join(layers)}")
+        if not same_json(rec["params"], chip):
+            tag = ", ".join(f"{k}={v}" for k, v in rec["params"].items())
+            want = ", ".join(f"{k}={v}" for k, v in chip.items())
+            raise HalutError(f"{path} was measured on another chip ({tag}) than the network "
+                             f"runs on ({want}): measure it with `halut hw power` on that "
+                             "chip, or run the network on it with --chip")
+    missing = [n for n in layers if n not in records and "*" not in records]
+    if missing:
+        raise HalutError(f"no power record for layer {missing[0]!r}: give --energy "
+                         "POWER.json for every layer, or one without a layer name")
+
+
+def add_network_energy(ev: dict[str, Any], records: dict[str, tuple[Path, dict[str, Any]]]
+                       ) -> None:
+    """Energy per inference in a network trace (:func:`emulator.network.evaluate_network`
+    with rtl): each layer's rtl cycles per image times the energy per cycle measured by
+    ``halut hw power`` for the chip it ran on. ``records`` maps a layer name, or ``"*"``
+    for every other layer, to (path, power record); each record must have been measured
+    on the trace's chip (``totals.chip``). Adds ``energy_per_image_nj`` per layer and the
+    totals ``energy_per_image_nj``, ``energy_tops_per_w`` (MAC-equivalent operations per
+    joule / 1e12) and ``energy_source``."""
+    totals = ev["totals"]
+    chip = totals.get("chip")
+    if "cycles_per_image" not in totals or chip is None:
+        raise HalutError("--energy needs the rtl backend (its cycles per image)")
+    check_power_records(records, chip, [r["layer"] for r in ev["layers"]])
+    total = 0.0
+    for r in ev["layers"]:
+        got = records.get(r["layer"]) or records["*"]
+        cyc = (r.get("cycles_per_image") or {}).get("total")
+        if cyc is None:
+            r["energy_per_image_nj"] = None
+            continue
+        nj = cyc * float(got[1]["energy_pj"]["per_cycle"]) / 1e3
+        r["energy_per_image_nj"] = nj
+        r["energy_source"] = str(got[0])
+        total += nj
+    ops = totals.get("mac_ops_per_image") or 0
+    totals["energy_per_image_nj"] = total
+    totals["energy_tops_per_w"] = ops / (total * 1e-9) / 1e12 if total > 0 else None
+    totals["energy_source"] = ", ".join(sorted({str(p) for p, _ in records.values()}))
