@@ -106,6 +106,74 @@ def power_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
     click.echo(f"result: {d / 'power.json'}")
 
 
+def compare_rows(res: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The human table of a ``compare.json``: halut, MAC and halut / MAC per figure."""
+    h, m, r = res["designs"]["halut"], res["designs"]["mac"], res["ratios"]
+    rows: list[tuple[str, Any]] = [("", f"{'halut':>12} {'MAC':>12} {'halut/MAC':>10}")]
+    for label, key, scale, ratio in (
+            ("area (mm^2)", "area_um2", 1e-6, "area"),
+            ("cells", "cells", 1, None), ("flip-flops", "flip_flops", 1, None),
+            ("fmax (MHz)", "fmax_mhz", 1, "fmax"),
+            ("clock for power (MHz)", "clock_mhz", 1, None),
+            ("power (mW)", "power_w", 1e3, None),
+            ("energy / row (pJ)", "energy_per_row_pj", 1, "energy_per_row"),
+            ("GOp/s/mm^2 at fmax", "gops_per_mm2", 1, "gops_per_mm2"),
+            ("TOp/s/W", "tops_per_w", 1, "tops_per_w")):
+        rat = "" if ratio is None else f"{r[ratio]:10.3g}"
+        rows.append((label, f"{h[key] * scale:12.5g} {m[key] * scale:12.5g} {rat}"))
+    return rows
+
+
+@hw_group.command("compare")
+@common_options
+@click.option("--depth", type=int, required=True,
+              help="D, the layer's inputs: the MAC takes ceil(D/C) int8 activations per "
+                   "beat so that both designs stream a row in C cycles.")
+@click.option("--rows", type=int, default=64, show_default=True,
+              help="Rows simulated for the activity.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--clock-mhz", type=float, default=None,
+              help="One clock for both designs' power (default: each design's own fmax).")
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Synthesis target period in ns.")
+@click.option("--io-fraction", type=float, default=0.2, show_default=True)
+@click.option("--liberty", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--timeout", type=float, default=None, help="Seconds per tool run.")
+def compare_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
+                as_json: bool, depth: int, rows: int, seed: int, clock_mhz: float | None,
+                period: float, io_fraction: float, liberty: Path | None,
+                timeout: float | None) -> None:
+    """The accelerator against a multiply-accumulate baseline of the same shape on the
+    same flow: area, fmax, energy per row, GOp/s/mm^2, TOp/s/W and the halut/MAC ratios.
+
+    Both designs are synthesized, timed and power-annotated from a gate-level simulation
+    (as hw power) into <run-dir>/halut and <run-dir>/mac; the result is compare.json."""
+    from flows import tools
+    from flows.hw.common import fmt_table
+    from flows.hw.compare import compare, mac_for
+    from flows.hw.power import check_clock
+
+    _check_settings(period, io_fraction, timeout)
+    _check_liberty(liberty)
+    check_clock(clock_mhz)
+    if rows < 1:
+        raise HalutError(f"--rows must be >= 1, got {rows}")
+    sources = _sources(rtl)
+    tools.find_sta()
+    tools.find_yosys()
+    tools.find_osu018("cells")
+    p, d = _setup("compare", params, run_dir)
+    mac_for(p, depth)  # a bad depth fails before any tool runs
+    res = compare(p, depth, d, rows=rows, seed=seed, clock_mhz=clock_mhz, period_ns=period,
+                  io_fraction=io_fraction, liberty=liberty, sources=sources, timeout=timeout)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    click.echo(f"halut {p.tag()} against the MAC baseline, layers of D={depth}")
+    click.echo(fmt_table(compare_rows(res.to_dict())))
+    click.echo(f"result: {d / 'compare.json'}")
+
+
 def register(group: click.Group) -> None:
     """The commands live on the ``hw`` group (registered by flows.cmd_hw)."""
     del group

@@ -585,10 +585,12 @@ def measure_power(params: HwDesign, run_dir: Path, workload: Workload, *,
 def halut_workload(params: Any, *, model: Path | None = None,
                    activations: np.ndarray | None = None, bundle: Path | None = None,
                    layer: str | None = None, group: int = 0, rows: int = 64,
-                   seed: int = 0, bubbles: float | None = None) -> Workload:
+                   seed: int = 0, bubbles: float | None = None,
+                   depth: int | None = None) -> Workload:
     """A workload for the accelerator (``params``: :class:`emulator.params.RtlParams`):
     the program of a model file (``model``) or of one layer (and group) of a network bundle
-    (``bundle``, ``layer``), else a random program of the chip's own C and M; on the given
+    (``bundle``, ``layer``), else a random program of the chip's own C and M over ``depth``
+    inputs (default 2C+1); on the given
     ``activations`` (N, D) (their first ``rows`` rows), else on random activations with ties
     on thresholds (:func:`emulator.vectors.random_activations`). ``bubbles``: the input
     valid is low with this probability each cycle (a partly idle stream)."""
@@ -625,7 +627,8 @@ def halut_workload(params: Any, *, model: Path | None = None,
     else:
         if layer is not None:
             raise HalutError("--layer needs --bundle")
-        program = random_program(rng, params.C, params.K, params.M, 2 * params.C + 1,
+        program = random_program(rng, params.C, params.K, params.M,
+                                 2 * params.C + 1 if depth is None else depth,
                                  params.threshold_format, params.lut_format)
         kind, source = "random", f"seed {seed}"
     params.check_program(program)
@@ -729,3 +732,42 @@ def add_network_energy(ev: dict[str, Any], records: dict[str, tuple[Path, dict[s
     totals["energy_per_image_nj"] = total
     totals["energy_tops_per_w"] = ops / (total * 1e-9) / 1e12 if total > 0 else None
     totals["energy_source"] = ", ".join(sorted({str(p) for p, _ in records.values()}))
+
+
+def mac_workload(params: Any, *, D: int, M: int | None = None, rows: int = 64,
+                 seed: int = 0, activations: np.ndarray | None = None) -> Workload:
+    """A workload for the multiply-accumulate baseline (``params``:
+    :class:`emulator.mac.MacParams`): a layer of D inputs and M (default the chip's)
+    outputs with int8 weights quantized from a standard normal matrix, on int8 activations
+    quantized (symmetric, one scale) from ``activations`` (N, D) or from standard normal
+    ones: the operands a MAC datapath computes on."""
+    from emulator.mac import mac_reference, run_mac
+
+    if rows < 1:
+        raise HalutError(f"--rows must be >= 1, got {rows}")
+    M = params.M if M is None else M
+    rng = np.random.default_rng(seed)
+    W = quantize_int8(rng.standard_normal((D, M)))
+    A_float = rng.standard_normal((rows, D)) if activations is None else activations[:rows]
+    A = quantize_int8(np.asarray(A_float, dtype=np.float64))
+    want = mac_reference(W, A)
+
+    def simulate(sources: list[Path], vcd: Path) -> CycleReport:
+        got = run_mac(W, A, params, sources=sources, vcd=vcd, seed=seed)
+        if not np.array_equal(got.y, want):
+            raise HalutError("the MAC power netlist's results differ from the numpy "
+                             "reference: the netlist does not compute the layer")
+        return got.cycles
+
+    return Workload(kind="random" if activations is None else "activations",
+                    source=f"seed {seed}", D=D, M=M, rows=int(A.shape[0]), simulate=simulate,
+                    layer_rows=int(A.shape[0]))
+
+
+def quantize_int8(x: np.ndarray) -> np.ndarray:
+    """Symmetric int8 quantization with one scale (the largest magnitude to 127)."""
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if not math.isfinite(top):
+        raise HalutError("values to quantize hold NaN or infinite values")
+    scale = 127.0 / top if top > 0 else 1.0
+    return np.clip(np.rint(x * scale), -128, 127).astype(np.int8)
