@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emulator.cache import cache_dir
 from emulator.hwif import TOP
@@ -46,6 +46,13 @@ HARNESS_LIB = "libhalut_harness.so"
 OPT_FLAGS: tuple[str, ...] = ("-MAKEFLAGS", "OPT_FAST=-O2", "-MAKEFLAGS", "OPT_GLOBAL=-O2")
 TRACE_KINDS = ("vcd", "fst")
 _DONE = "build.json"
+
+
+class VerilogParams(Protocol):
+    """A parameter set of a top module: :class:`RtlParams` for ``halut_accel``,
+    ``emulator.mac.MacParams`` for ``mac_accel``."""
+
+    def verilog_parameters(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -103,25 +110,25 @@ def resolve_sources(sources: Sequence[str | os.PathLike[str]] | None) -> list[Pa
     return [f.resolve() for f in files]
 
 
-def _has_parameters(files: Sequence[Path]) -> bool:
-    """Whether the top module declares parameters (a synthesized netlist does not)."""
-    pat = re.compile(rf"\bmodule\s+{TOP}\s*#", re.MULTILINE)
+def _has_parameters(files: Sequence[Path], top: str = TOP) -> bool:
+    """Whether the top module ``top`` declares parameters (a synthesized netlist does not)."""
+    pat = re.compile(rf"\bmodule\s+{top}\s*#", re.MULTILINE)
     return any(pat.search(f.read_text(errors="replace")) for f in files)
 
 
-def verilator_args(params: RtlParams, files: Sequence[Path]) -> list[str]:
+def verilator_args(params: VerilogParams, files: Sequence[Path], top: str = TOP) -> list[str]:
     """Top module and ``-G`` parameters (skipped for a parameterless netlist top)."""
     # lint warnings do not stop a build (`halut hw lint` reports them), but the RTL's
     # elaboration-time parameter checks ($error / $fatal) must
-    args = ["--top-module", TOP, "-Wno-fatal", "-Werror-USERERROR", "-Werror-USERFATAL"]
-    if _has_parameters(files):
+    args = ["--top-module", top, "-Wno-fatal", "-Werror-USERERROR", "-Werror-USERFATAL"]
+    if _has_parameters(files, top):
         args += [f"-G{k}={v}" for k, v in params.verilog_parameters().items()]
     return args
 
 
-def cache_key(kind: str, params: RtlParams, files: Sequence[Path], flags: Sequence[str],
-              extra: Sequence[bytes] = ()) -> str:
-    """sha256 over everything that changes the built model."""
+def cache_key(kind: str, params: VerilogParams, files: Sequence[Path], flags: Sequence[str],
+              extra: Sequence[bytes] = (), top: str = TOP) -> str:
+    """sha256 over everything that changes the built model (``top``: the top module)."""
     h = hashlib.sha256()
 
     def put(b: bytes) -> None:
@@ -129,7 +136,7 @@ def cache_key(kind: str, params: RtlParams, files: Sequence[Path], flags: Sequen
         h.update(b)
 
     put(kind.encode())
-    put(TOP.encode())
+    put(top.encode())
     put(json.dumps(params.verilog_parameters(), sort_keys=True).encode())
     put(find_verilator().digest.encode())
     put("\0".join(flags).encode())
