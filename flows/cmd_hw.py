@@ -155,11 +155,14 @@ def synth_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
 def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...],
             as_json: bool, period: float, io_fraction: float, netlist: Path | None,
             liberty: Path | None) -> None:
-    """OpenSTA: WNS, TNS, critical path, fmax (bisection) and power at --period."""
+    """OpenSTA: WNS, TNS, critical path, fmax (bisection) and power at --period.
+
+    Reuses the run directory's synthesis of the same parameters and RTL even when it was
+    made for another period (and says so); synthesizes only when there is none."""
     from flows import tools
     from flows.hw.common import fmt_table
     from flows.hw.sta import run_sta
-    from flows.hw.synth import synthesize
+    from flows.hw.synth import synthesis_for_timing
 
     _check_settings(period, io_fraction)
     _check_liberty(liberty)
@@ -168,22 +171,44 @@ def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     sources = _sources(rtl) if netlist is None else None
     tools.find_sta()  # before a synthesis it could not time
     p, d = _setup("sta", params, run_dir)
+    synth_period: float | None = None
+    note: str | None = None
     if netlist is None:
-        netlist = Path(synthesize(p, d, sources=sources, liberty=liberty,
-                                  period_ns=period, reuse=True, breakdown=False).netlist)
-    res = run_sta(p, netlist, d, period_ns=period, liberty=liberty, io_fraction=io_fraction)
+        got = synthesis_for_timing(p, d, sources=sources, liberty=liberty, period_ns=period)
+        netlist, synth_period, note = Path(got.synth.netlist), got.synth.period_ns, got.note
+        if note:
+            click.echo(f"note: {note}", err=True)
+    res = run_sta(p, netlist, d, period_ns=period, liberty=liberty, io_fraction=io_fraction,
+                  synthesis_period_ns=synth_period, synthesis_note=note)
     if as_json:
         _emit(res.to_dict())
         return
-    cp = res.critical_path
     click.echo(fmt_table([
         ("params", p.tag()), ("period (ns)", f"{res.period_ns:g}"),
+        ("synthesized for (ns)", "not known (--netlist)" if synth_period is None
+         else f"{synth_period:g}"),
         ("WNS (ns)", f"{res.wns_ns:.3f} ({'met' if res.met else 'VIOLATED'})"),
         ("TNS (ns)", f"{res.tns_ns:.3f}"), ("hold WNS (ns)", f"{res.hold_wns_ns:.3f}"),
         ("fmax (MHz)", f"{res.fmax_mhz:.1f} (min period {res.min_period_ns:.3f} ns)"),
-        ("critical path", f"{cp.get('start')} -> {cp.get('end')}"),
-        ("  arrival (ns)", f"{cp.get('arrival_ns')} ({cp.get('stages')} cells)"),
-        ("power (W)", f"{res.power_w.get('total')}"), ("log", res.log)]))
+        *_path_rows("path limiting fmax", res.fmax_path),
+        *_path_rows(f"worst path at {res.period_ns:g} ns", res.critical_path),
+        ("power (W)", f"{res.power_w.get('total')} (OpenSTA default activity, "
+                      f"{res.period_ns:g} ns)"), ("log", res.log)]))
+
+
+def _point(path: dict[str, Any], end: str) -> str:
+    """A path's start or end point, with the RTL register it implements when known."""
+    point = str(path.get(end, "?"))
+    reg = path.get(f"{end}_register")
+    return f"{reg} [{point.split(' (', 1)[0]}]" if reg else point
+
+
+def _path_rows(title: str, path: dict[str, Any]) -> list[tuple[str, Any]]:
+    if not path:
+        return [(title, "not recorded")]
+    return [(title, f"{_point(path, 'start')} -> {_point(path, 'end')}"),
+            ("  arrival / slack (ns)", f"{path.get('arrival_ns')} / {path.get('slack_ns')} "
+                                       f"({path.get('stages')} cells)")]
 
 
 @hw.command("pnr")
@@ -209,7 +234,7 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     """Place and route with qflow (osu018) or OpenROAD-flow-scripts (ORFS_ROOT)."""
     from flows import tools
     from flows.hw.common import fmt_table
-    from flows.hw.synth import synthesize
+    from flows.hw.synth import synthesis_for_timing
 
     # every setting is checked before synthesis and the tool run
     _check_settings(period, io_fraction, timeout)
@@ -232,8 +257,10 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
         tools.find_qflow()
         tools.find_osu018("lef")
         tools.find_sta()  # the post-route timing
-    s = synthesize(p, d, sources=sources, period_ns=period, reuse=True,
-                   breakdown=False)
+    got = synthesis_for_timing(p, d, sources=sources, period_ns=period)
+    if got.note:
+        click.echo(f"note: {got.note}", err=True)
+    s = got.synth
     failed_routes: int | None = None
     if tool == "qflow":
         from flows.hw.qflow import run_qflow
@@ -315,11 +342,13 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Base RTL parameters (the grid overrides them).")
 @click.option("--grid", multiple=True, required=True, metavar="NAME=V1,V2",
-              help="A swept parameter and its values; repeatable (cartesian product).")
+              help="A swept parameter and its values; repeatable (cartesian product). An RTL "
+                   "parameter, or period (the clock in ns: synthesis target and STA).")
 @click.option("--jobs", type=int, default=2, show_default=True, help="Parallel processes.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
               help="Run the points on this Dask cluster (the run folder must be shared).")
-@click.option("--period", type=float, default=10.0, show_default=True)
+@click.option("--period", type=float, default=10.0, show_default=True,
+              help="Clock period in ns of every point (unless --grid period=... sweeps it).")
 @click.option("--io-fraction", type=float, default=0.2, show_default=True)
 @click.option("--pnr", is_flag=True, help="Also place and route each point with qflow.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -361,12 +390,16 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int,
               help="HTML file (default RUN_DIR/report.html).")
 @click.option("--json", "as_json", is_flag=True)
 def report_cmd(run_dir: Path, output: Path | None, as_json: bool) -> None:
-    """Render RUN_DIR as one self-contained HTML page."""
-    from flows.hw.report import write_report
+    """Render RUN_DIR as one self-contained HTML page: summary, plots, detail tables.
 
-    path = write_report(run_dir, output)
+    With --json, print the page's path and its summary figures (label, text, source, and
+    the result file, key and JSON value each was read from)."""
+    from flows.hw.report import write_page
+
+    path, page = write_page(run_dir, output)
     if as_json:
-        _emit({"report": str(path), "bytes": path.stat().st_size})
+        _emit({"report": str(path), "bytes": path.stat().st_size,
+               "summary": {f.key: f.to_dict() for f in page.summary}})
     else:
         click.echo(f"wrote {path}")
 

@@ -135,10 +135,13 @@ def test_sweep_over_two_points_resumes_and_plots(tmp_path: Path) -> None:
     assert _written(tmp_path / "sweep.json") == again.to_dict()
     csv = (tmp_path / "sweep.csv").read_text().splitlines()
     assert csv[0].startswith("C,area,cells") and len(csv) == 3
-    for name in ("area_vs_C.png", "fmax_vs_C.png"):
+    for name in ("area_vs_C.png", "fmax_vs_C.png", "power_vs_C.png", "energy_vs_C.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     page = write_report(tmp_path).read_text()
-    assert page.count("data:image/png;base64,") >= 2 and "sweep" in page
+    # the report draws the sweep's plots itself (inline SVG), from sweep.json
+    for plot in ("area-vs-C", "fmax-vs-C", "power-vs-C", "energy-vs-C"):
+        assert f"id='plot-{plot}'><svg" in page
+    assert "OpenSTA default activity at 10 ns (100 MHz)" in page
 
 
 def test_report_inlines_synthesis_and_timing(synth: SynthResult, synth_dir: Path) -> None:
@@ -147,8 +150,8 @@ def test_report_inlines_synthesis_and_timing(synth: SynthResult, synth_dir: Path
     result = CliRunner().invoke(main, ["hw", "report", str(synth_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    assert "critical path" in page and "halut_accel" in page
-    assert "data:image/png;base64," in page  # the per-module area chart
+    assert "path limiting fmax" in page and "halut_accel" in page
+    assert "id='plot-modules'><svg" in page  # the per-module area chart
     assert 'src="http' not in page and "<script" not in page
 
 
@@ -229,3 +232,99 @@ def test_rtl_without_the_accelerator_ports_is_one_line_in_gls(tmp_path: Path) ->
                                   "--run-dir", str(tmp_path / "gls")])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "lacks the harness ports rst_ni" in r.stderr and len(r.stderr) < 300
+
+
+def test_sweep_over_the_clock_period_resumes(tmp_path: Path) -> None:
+    grid = parse_grid(["period=5,10"])
+    first = sweep(TINY_SETTINGS, grid, tmp_path, jobs=1)
+    assert [r.values["period"] for r in first.rows] == ["5", "10"]
+    assert all(not r.reused for r in first.rows)
+    points = {p.name: _written(p / "point.json") for p in (tmp_path / "points").iterdir()}
+    assert sorted(points) == [f"{TINY.tag()}_period10ns", f"{TINY.tag()}_period5ns"]
+    for name, point in points.items():  # each point synthesized and timed at its period
+        period = 5.0 if name.endswith("_period5ns") else 10.0
+        assert point["settings"]["period_ns"] == period
+        assert _written(tmp_path / "points" / name / "synth.json")["period_ns"] == period
+        assert _written(tmp_path / "points" / name / "sta.json")["period_ns"] == period
+    fast, slow = first.rows
+    assert fast.power_w is not None and slow.power_w is not None
+    assert fast.power_w > slow.power_w  # twice the clock
+    assert fast.wns_ns is not None and slow.wns_ns is not None and fast.wns_ns < slow.wns_ns
+    csv = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert csv[0].startswith("period,area,cells") and csv[1].startswith("5,")
+    for name in ("area", "fmax", "power", "energy"):
+        assert (tmp_path / f"{name}_vs_period.png").read_bytes()[:4] == b"\x89PNG"
+    again = sweep(TINY_SETTINGS, grid, tmp_path, jobs=1)
+    assert all(r.reused for r in again.rows)
+    assert [r.power_w for r in again.rows] == [r.power_w for r in first.rows]
+    page = write_report(tmp_path).read_text()
+    assert "id='plot-power-vs-period'><svg" in page
+    assert "OpenSTA default activity at each point&#x27;s period" in page
+
+
+def test_a_bad_period_on_the_grid_is_one_line(tmp_path: Path) -> None:
+    for grid, message in (("period=5,x", "period='x' is not a number of ns"),
+                          ("period=0", "finite number of ns > 0"),
+                          ("period=5,5.0", "repeats a period")):
+        r = CliRunner().invoke(main, ["hw", "sweep", *TINY_ARGS, "--grid", grid,
+                                      "--run-dir", str(tmp_path)])
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert message in r.stderr, r.stderr
+
+
+def test_the_path_limiting_fmax_has_zero_slack_at_the_minimum_period(
+        synth: SynthResult, synth_dir: Path) -> None:
+    res = run_sta(TINY, Path(synth.netlist), synth_dir / "sta_path", period_ns=20.0,
+                  synthesis_period_ns=synth.period_ns)
+    path = res.fmax_path
+    assert path["start"] and path["end"] and path["stages"] > 0
+    assert 0 <= path["slack_ns"] <= 0.01 * res.min_period_ns, path
+    assert path["arrival_ns"] > res.critical_path["arrival_ns"] * 0.5
+    # at 20 ns the worst path differs in slack (and often in kind: an I/O path)
+    assert res.critical_path["slack_ns"] > path["slack_ns"] + 5
+    netlist = Path(synth.netlist).read_text()
+    for end in ("start", "end"):
+        if "flip-flop" in path[end]:  # traced back to a register name of the RTL
+            reg = path[f"{end}_register"]
+            assert reg == "(internal net)" or re.fullmatch(r"[a-z][\w.\[\]]*", reg), reg
+            inst = path[end].split(" (")[0]
+            assert re.search(rf"^\s*DFF\w*\s+{re.escape(inst)}\s*\(", netlist, re.M)
+    assert res.synthesis_period_ns == 10.0
+    assert _written(synth_dir / "sta_path" / "sta.json")["fmax_path"] == path
+
+
+def _copy_synthesis(synth: SynthResult, synth_dir: Path, run: Path, **change: object) -> bytes:
+    """The shared synthesis as another run directory would hold it (its own netlists)."""
+    run.mkdir()
+    for name in ("netlist.v", "generic.v"):
+        (run / name).write_bytes((synth_dir / name).read_bytes())
+    old = dict(synth.to_dict(), netlist=str(run / "netlist.v"), generic=str(run / "generic.v"),
+               run_dir=str(run), **change)
+    write_json(run / "synth.json", old)
+    return (run / "synth.json").read_bytes()
+
+
+def test_sta_at_another_period_keeps_the_synthesis_and_its_breakdown(
+        synth: SynthResult, synth_dir: Path, tmp_path: Path) -> None:
+    assert synth.modules  # made with the per-module breakdown, for 10 ns
+    run = tmp_path / "run"
+    before = _copy_synthesis(synth, synth_dir, run)
+    r = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--run-dir", str(run),
+                                  "--period", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["period_ns"] == 5 and data["synthesis_period_ns"] == 10.0
+    assert "made for a 10 ns clock, at 5 ns" in data["synthesis_note"]
+    assert r.stderr.startswith("note: timing the synthesis in") and "10 ns" in r.stderr
+    assert (run / "synth.json").read_bytes() == before  # kept, breakdown and all
+    assert not (run / "synth.log").exists()  # not synthesized again
+    # a synthesis of other parameters is replaced, saying so, and keeps a breakdown
+    other = tmp_path / "other"
+    _copy_synthesis(synth, synth_dir, other, params=dict(synth.params, C=1))
+    r = CliRunner().invoke(main, ["hw", "sta", *TINY_ARGS, "--run-dir", str(other),
+                                  "--period", "10", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "replaced" in r.stderr and "other parameters" in r.stderr
+    again = _written(other / "synth.json")
+    assert again["params"] == synth.params and again["modules"]
+    assert json.loads(r.stdout)["synthesis_note"].startswith("replaced")

@@ -17,6 +17,14 @@ Because the I/O delays scale with the period, ``period - WNS`` is not the minimu
 netlist is read once), to 0.1 % of the period. Power is ``report_power`` at the requested
 period with OpenSTA's default switching activity (no simulation activity is annotated): a
 relative figure for comparing configurations, not a sign-off number.
+
+Two paths are reported: ``critical_path``, the worst path at the requested period (at a
+relaxed period often an I/O path, whose budget scales with the period), and ``fmax_path``,
+the path that limits fmax: the design is constrained again at the minimum period found and
+its worst path reported (its slack is then about 0). A flip-flop at either end is traced
+back to the register it implements: the net its ``Q`` pin drives in the netlist, which
+Yosys names after the RTL register (``p_code_q[0]``, ``g_lvl[0].thr_mem[0][3]``); a net
+Yosys made up (``_0123_``, ``$abc$...``) is reported as ``(internal net)``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from flows.hw.common import (
     JsonRecord,
     check_io_fraction,
     check_period,
+    json_field,
     params_dict,
     write_json,
 )
@@ -65,6 +74,13 @@ class StaResult(JsonRecord):
     run_dir: str
     log: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # the path that limits fmax: the worst path with the clock at ``min_period_ns``
+    fmax_path: dict[str, Any] = field(default_factory=dict)
+    # the clock period the timed netlist was synthesized for (None: not known, --netlist)
+    synthesis_period_ns: float | None = json_field(omit_none=True, default=None)
+    # what ``halut hw sta`` did with the run directory's synthesis (reused at another
+    # period, or replaced), when it was not an exact match
+    synthesis_note: str | None = json_field(omit_none=True, default=None)
 
     @property
     def met(self) -> bool:
@@ -146,25 +162,25 @@ while {{($hi - $lo) > 0.001 * $hi}} {{
   if {{[sta::worst_slack -max] >= 0}} {{ set hi $mid }} else {{ set lo $mid }}
 }}
 puts "HALUT_MIN_PERIOD $hi"
+halut_constrain $hi
+puts "HALUT_FMAX_PATH_BEGIN"
+report_checks -path_delay max -digits 4
+puts "HALUT_FMAX_PATH_END"
 """
 
 
 _NUM = r"(-?[0-9.]+(?:[eE][-+]?[0-9]+)?|-?inf|nan)"
 
 
-def parse_sta_log(text: str) -> dict[str, Any]:
-    """Numbers from the log of :func:`sta_script`."""
+def _between(text: str, tag: str) -> str:
+    """The part of ``text`` between the lines ``<tag>_BEGIN`` and ``<tag>_END``."""
+    return text.split(f"{tag}_BEGIN", 1)[-1].split(f"{tag}_END", 1)[0]
 
-    def grab(tag: str) -> float:
-        m = re.search(rf"^{tag} {_NUM}\s*$", text, re.MULTILINE)
-        if not m:
-            raise HalutError(f"OpenSTA printed no {tag.removeprefix('HALUT_')} (see its log)")
-        return float(m.group(1))
 
-    out: dict[str, Any] = {"wns_ns": grab("HALUT_WNS"), "tns_ns": grab("HALUT_TNS"),
-                           "hold_wns_ns": grab("HALUT_HOLD_WNS"),
-                           "min_period_ns": grab("HALUT_MIN_PERIOD")}
-    path = text.split("HALUT_PATH_BEGIN", 1)[-1].split("HALUT_PATH_END", 1)[0]
+def parse_path(path: str) -> dict[str, Any]:
+    """One path of ``report_checks -path_delay max``: start and end point (as OpenSTA names
+    them, with what they are), data arrival time, slack, the logic delay (arrival minus the
+    input delay) and the number of cells on the path."""
     crit: dict[str, Any] = {}
     for key, pat in (("start", r"Startpoint: (.+)"), ("end", r"Endpoint: (.+)")):
         m = re.search(pat, path)
@@ -182,8 +198,56 @@ def parse_sta_log(text: str) -> dict[str, Any]:
         crit["logic_delay_ns"] = round(crit["arrival_ns"] - ext, 4)
     crit["stages"] = len(re.findall(r"^\s*-?[0-9.]+\s+-?[0-9.]+ [\^v] \S+/\S+ \(", path,
                                     re.MULTILINE))
-    out["critical_path"] = crit
-    power = text.split("HALUT_POWER_BEGIN", 1)[-1].split("HALUT_POWER_END", 1)[0]
+    return crit
+
+
+_FLOP = re.compile(r"\((?:rising|falling) edge-triggered flip-flop|\(.*latch", re.I)
+_MADE_UP = re.compile(r"(?:_\d+_|\$.*|\d+'[bhdo][0-9a-fA-FxzXZ_]+)(?:\[\d+\])?")
+
+
+def register_name(net: str) -> str:
+    """The RTL register name a netlist net carries (``\\g_lvl[0].thr_mem[0] [3]`` ->
+    ``g_lvl[0].thr_mem[0][3]``), or ``(internal net)`` for a name Yosys made up."""
+    name = re.sub(r"\s+", "", net.strip().lstrip("\\"))
+    return "(internal net)" if not name or _MADE_UP.fullmatch(name) else name
+
+
+def trace_registers(path: dict[str, Any], netlist: str) -> None:
+    """Add ``start_register`` / ``end_register`` to a :func:`parse_path` dict: for a
+    flip-flop (or latch) end point, the register it implements, from the net its ``Q`` pin
+    drives in ``netlist`` (the Verilog text; see the module docstring)."""
+    for end in ("start", "end"):
+        point = path.get(end)
+        if not isinstance(point, str) or not _FLOP.search(point):
+            continue
+        inst = point.split(" (", 1)[0].strip()
+        plain = re.sub(r"\\(.)", r"\1", inst)  # OpenSTA escapes [ ] / in instance names
+        m = re.search(rf"^\s*[\w$]+\s+\\?{re.escape(plain)}\s*\((.*?)\);", netlist,
+                      re.MULTILINE | re.DOTALL)
+        q = re.search(r"\.Q\((.*)\)\s*,?\s*$", m.group(1), re.MULTILINE) if m else None
+        reg = register_name(q.group(1)) if q else "(internal net)"
+        if reg == "(internal net)" and register_name(plain) != reg:
+            # a made-up Q net, but a named instance (``\\a_q_reg[3]``): the register's name
+            reg = re.sub(r"_reg(?=\[|$)", "", register_name(plain))
+        path[f"{end}_register"] = reg
+
+
+def parse_sta_log(text: str) -> dict[str, Any]:
+    """Numbers from the log of :func:`sta_script`."""
+
+    def grab(tag: str) -> float:
+        m = re.search(rf"^{tag} {_NUM}\s*$", text, re.MULTILINE)
+        if not m:
+            raise HalutError(f"OpenSTA printed no {tag.removeprefix('HALUT_')} (see its log)")
+        return float(m.group(1))
+
+    out: dict[str, Any] = {"wns_ns": grab("HALUT_WNS"), "tns_ns": grab("HALUT_TNS"),
+                           "hold_wns_ns": grab("HALUT_HOLD_WNS"),
+                           "min_period_ns": grab("HALUT_MIN_PERIOD")}
+    out["critical_path"] = parse_path(_between(text, "HALUT_PATH"))
+    if "HALUT_FMAX_PATH_BEGIN" in text:
+        out["fmax_path"] = parse_path(_between(text, "HALUT_FMAX_PATH"))
+    power = _between(text, "HALUT_POWER")
     m = re.search(rf"^Total\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}", power, re.MULTILINE)
     out["power_w"] = ({"internal": float(m.group(1)), "switching": float(m.group(2)),
                        "leakage": float(m.group(3)), "total": float(m.group(4))}
@@ -194,11 +258,15 @@ def parse_sta_log(text: str) -> dict[str, Any]:
 def run_sta(params: HwDesign, netlist: Path, run_dir: Path, *, period_ns: float,
             liberty: Path | None = None, io_fraction: float = DEFAULT_IO_FRACTION,
             sdf: Path | None = None, timeout: float | None = None,
-            name: str = "sta") -> StaResult:
+            name: str = "sta", synthesis_period_ns: float | None = None,
+            synthesis_note: str | None = None) -> StaResult:
     """Time ``netlist`` (Yosys ``write_verilog -noattr -noexpr``) at ``period_ns``.
 
     Writes ``constraint.sdc``, ``<name>.tcl``, ``<name>.log`` and ``<name>.json`` into
     ``run_dir``. ``sdf`` back-annotates wire and cell delays (post-route timing).
+    ``synthesis_period_ns``: the period the netlist was synthesized for, recorded in the
+    result (it may differ from ``period_ns``: ``halut hw sta`` reuses a synthesis), with
+    ``synthesis_note`` (what was reused or replaced, one line).
     """
     check_period(period_ns)
     check_io_fraction(io_fraction)
@@ -226,6 +294,12 @@ def run_sta(params: HwDesign, netlist: Path, run_dir: Path, *, period_ns: float,
         raise HalutError(f"OpenSTA: {tools.last_error_line(log)} (log: {log})")
     skipped = re.findall(r"^Warning: .*(?:not supported|skipp).*$", text, re.MULTILINE)
     nums = parse_sta_log(text)
+    if any(_FLOP.search(str(p.get(k, ""))) for p in (nums["critical_path"],
+                                                     nums.get("fmax_path", {}))
+           for k in ("start", "end")):
+        netlist_text = netlist.read_text(errors="replace")
+        trace_registers(nums["critical_path"], netlist_text)
+        trace_registers(nums.get("fmax_path", {}), netlist_text)
     min_period = nums.pop("min_period_ns")
     res = StaResult(params=params_dict(params), period_ns=period_ns,
                     min_period_ns=round(min_period, 4),
@@ -233,6 +307,7 @@ def run_sta(params: HwDesign, netlist: Path, run_dir: Path, *, period_ns: float,
                     netlist=str(netlist), sdc=str(sdc), io_fraction=io_fraction,
                     seconds=round(time.monotonic() - t0, 2), run_dir=str(run_dir),
                     log=str(log), extra={"warnings": skipped[:20]} if skipped else {},
+                    synthesis_period_ns=synthesis_period_ns, synthesis_note=synthesis_note,
                     **nums)
     write_json(run_dir / f"{name}.json", res.to_dict())
     return res

@@ -1,7 +1,9 @@
 """Parameter sweeps: synthesis + timing (and optionally qflow) over a grid, in parallel,
 resumable, with a CSV, a JSON table and plots.
 
-``--grid C=2,4 --grid M=2,4`` sweeps the cartesian product over a base parameter set. Each
+``--grid C=2,4 --grid M=2,4`` sweeps the cartesian product over a base parameter set; besides
+the RTL parameters, ``period`` (:data:`PERIOD`, ns) is a sweepable setting: the synthesis
+target and the STA clock of each point (``--grid period=5,10``; default ``--period``). Each
 point runs in its own process (``concurrent.futures``, ``--jobs``) in
 ``<sweep dir>/points/<params tag>/`` and ends by writing ``point.json``; a later sweep over
 the same folder reuses every finished point whose parameters and settings match, so an
@@ -14,6 +16,7 @@ import csv
 import dataclasses
 import io
 import itertools
+import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -138,6 +141,19 @@ class SweepResult(JsonRecord):
     plots: list[str] | None = json_field(omit_none=True, default=None)
 
 
+#: the grid name of the clock period (ns), a setting of each point rather than an RTL parameter
+PERIOD = "period"
+
+
+def _period_value(text: str) -> float:
+    """A ``period`` grid value as ns (finite, > 0), else a one-line error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise HalutError(f"grid value period={text!r} is not a number of ns") from None
+    return check_period(value)
+
+
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     """``["C=2,4", "M=2,4"]`` -> ``[("C", ["2", "4"]), ("M", ["2", "4"])]``."""
     grid: list[tuple[str, list[str]]] = []
@@ -150,6 +166,11 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
             raise HalutError(f"grid entry {item!r} names no values")
         if any(n == name for n, _ in grid):
             raise HalutError(f"grid parameter {name} is given twice")
+        if name == PERIOD:
+            for v in vals:
+                _period_value(v)
+            if len({_period_value(v) for v in vals}) != len(vals):
+                raise HalutError(f"grid entry {item!r} repeats a period")
         grid.append((name, vals))
     if not grid:
         raise HalutError("a sweep needs at least one --grid NAME=V1,V2")
@@ -162,13 +183,31 @@ def grid_points(base: Sequence[str], grid: Sequence[tuple[str, list[str]]]
 
     ``base`` holds the ``NAME=VALUE`` assignments shared by every point; each point is
     parsed from them plus its grid values, so defaults that depend on other parameters
-    (``out_lanes`` = M) follow the swept values."""
+    (``out_lanes`` = M) follow the swept values. A ``period`` value is a setting of the
+    point (:func:`point_period`), not an RTL parameter."""
     out = []
     for combo in itertools.product(*[vals for _, vals in grid]):
         values = {name: v for (name, _), v in zip(grid, combo, strict=True)}
-        params = parse_assignments([*base, *(f"{k}={v}" for k, v in values.items())])
+        params = parse_assignments([*base, *(f"{k}={v}" for k, v in values.items()
+                                             if k != PERIOD)])
         out.append((values, params))
     return out
+
+
+def point_period(values: Mapping[str, str], default_ns: float) -> float:
+    """The clock period (ns) of the point with swept ``values``: its ``period`` value, else
+    ``default_ns`` (``--period``)."""
+    return _period_value(values[PERIOD]) if PERIOD in values else default_ns
+
+
+def point_dir(run_dir: Path, values: Mapping[str, str], params: RtlParams) -> Path:
+    """``<run>/points/<params tag>``, with ``_period<P>ns`` when the period is swept (two
+    points then share the RTL parameters); a sweep without a swept period keeps the folder
+    names of earlier sweeps, so they resume."""
+    tag = params.tag()
+    if PERIOD in values:
+        tag += f"_period{_period_value(values[PERIOD]):g}ns"
+    return run_dir / "points" / tag
 
 
 def run_point(params: RtlParams, point_dir: str, settings: SweepSettings,
@@ -182,7 +221,7 @@ def run_point(params: RtlParams, point_dir: str, settings: SweepSettings,
     s = synthesize(params, d, sources=sources, period_ns=period, reuse=True,
                    breakdown=False)
     t = run_sta(params, Path(s.netlist), d, period_ns=period,
-                io_fraction=float(settings.io_fraction))
+                io_fraction=float(settings.io_fraction), synthesis_period_ns=s.period_ns)
     seconds = round(s.seconds + t.seconds, 2)
     pnr = None
     if settings.pnr:
@@ -231,10 +270,11 @@ def _finished(point_dir: Path, params: RtlParams, settings: SweepSettings
     return None
 
 
-def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSettings,
+def _run_points(todo: Sequence[tuple[int, RtlParams, Path, SweepSettings]],
                 src: list[str] | None, jobs: int, progress: bool,
                 scheduler: str | None = None) -> dict[int, SweepPoint]:
-    """Run the points ``todo`` in ``jobs`` processes (or, with ``scheduler``, as tasks on
+    """Run the points ``todo`` (index, parameters, folder, the point's settings) in ``jobs``
+    processes (or, with ``scheduler``, as tasks on
     that Dask cluster: flows.distributed) behind a progress bar. On the first failure the
     waiting points are cancelled (the running ones finish and stay reusable) and the bar is
     cleared, so the error is the only line left."""
@@ -247,7 +287,7 @@ def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSett
 
         try:
             with make_executor(scheduler=scheduler) as ex:
-                tasks = [(params, str(pdir), settings, src) for _, params, pdir in todo]
+                tasks = [(params, str(pdir), pset, src) for _, params, pdir, pset in todo]
                 for k, point in ex.map(run_point, tasks, name="hw-sweep-point"):
                     rows[todo[k][0]] = point
                     bar.update(1)
@@ -257,8 +297,8 @@ def _run_points(todo: Sequence[tuple[int, RtlParams, Path]], settings: SweepSett
         return rows
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
     try:
-        futs = {pool.submit(run_point, params, str(pdir), settings, src): i
-                for i, params, pdir in todo}
+        futs = {pool.submit(run_point, params, str(pdir), pset, src): i
+                for i, params, pdir, pset in todo}
         for fut in as_completed(futs):
             rows[futs[fut]] = fut.result()
             bar.update(1)
@@ -298,12 +338,14 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
     rows: dict[int, SweepRow] = {}
     todo = []
     for i, (values, params) in enumerate(points):
-        pdir = run_dir / "points" / params.tag()
-        done = _finished(pdir, params, settings)
+        pdir = point_dir(run_dir, values, params)
+        # the point's own settings: its period when the period is swept
+        pset = dataclasses.replace(settings, period_ns=point_period(values, period_ns))
+        done = _finished(pdir, params, pset)
         if done is not None:
             rows[i] = SweepRow.from_point(values, done, reused=True)
         else:
-            todo.append((i, params, pdir))
+            todo.append((i, params, pdir, pset))
     if todo:
         # the tools every point runs, found before the progress bar starts
         tools.find_yosys()
@@ -312,7 +354,7 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
         if pnr:
             tools.find_qflow()
             tools.find_osu018("lef")
-        for i, point in _run_points(todo, settings, src, jobs, progress, scheduler).items():
+        for i, point in _run_points(todo, src, jobs, progress, scheduler).items():
             rows[i] = SweepRow.from_point(points[i][0], point.to_dict(), reused=False)
     swept = [name for name, _ in grid]
     result = SweepResult(base=list(base),
@@ -323,7 +365,7 @@ def sweep(base: Sequence[str], grid: Sequence[tuple[str, list[str]]], run_dir: P
     table = [row.to_dict() for row in result.rows]
     atomic_write_text(run_dir / "sweep.csv", to_csv(table, swept))
     result = dataclasses.replace(
-        result, plots=[str(p) for p in plot_sweep(table, swept, run_dir)])
+        result, plots=[str(p) for p in plot_sweep(table, swept, run_dir, period_ns)])
     write_json(run_dir / "sweep.json", result.to_dict())
     return result
 
@@ -351,42 +393,120 @@ def _order(x: float | str) -> tuple[int, float, str]:
     return (1, 0.0, x) if isinstance(x, str) else (0, x, "")
 
 
-def plot_sweep(table: Sequence[dict[str, Any]], swept: Sequence[str], out_dir: Path
-               ) -> list[Path]:
-    """``area_vs_<p>.png`` and ``fmax_vs_<p>.png`` for each swept parameter ``p``: one line
-    per combination of the other swept parameters."""
+@dataclass(frozen=True)
+class SweepMetric:
+    """A figure plotted against each swept parameter: its key in a row (``energy_pj``:
+    power x period, computed), the file stem of its plot and its axis label."""
+
+    key: str
+    stem: str
+    label: str
+
+
+def sweep_metrics(period_note: str) -> list[SweepMetric]:
+    """The plotted figures; ``period_note`` says at which clock the power was computed
+    (``10 ns (100 MHz)``, or ``each point's period``)."""
+    return [SweepMetric("area", "area", "cell area (um$^2$)"),
+            SweepMetric("fmax_mhz", "fmax", "fmax (MHz)"),
+            SweepMetric("power_w", "power",
+                        f"power (W), OpenSTA default activity at {period_note}"),
+            SweepMetric("energy_pj", "energy",
+                        f"energy per cycle (pJ), OpenSTA default activity at {period_note}")]
+
+
+def period_note(swept: Sequence[str], period_ns: float) -> str:
+    """At which clock a sweep's power figures were computed, in words."""
+    if PERIOD in swept:
+        return "each point's period"
+    return f"{period_ns:g} ns ({1000.0 / period_ns:g} MHz)"
+
+
+def row_figure(row: Mapping[str, Any], key: str, period_ns: float) -> float | None:
+    """A row's figure ``key`` (None when the point has none, or it is not finite);
+    ``energy_pj`` is ``power_w`` x the point's period, in pJ per cycle."""
+    if key == "energy_pj":
+        power = row_figure(row, "power_w", period_ns)
+        period = _as_number(str(row[PERIOD])) if PERIOD in row else period_ns
+        return None if power is None or isinstance(period, str) else power * period * 1000.0
+    v = row.get(key)
+    if not is_number(v) or isinstance(v, bool) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def sweep_series(table: Sequence[Mapping[str, Any]], swept: Sequence[str], p: str, key: str,
+                 period_ns: float) -> list[tuple[str, list[tuple[float | str, float]]]]:
+    """The lines of a plot of figure ``key`` against swept parameter ``p``: one per
+    combination of the other swept parameters (``"C=2, M=4"``; ``""`` when ``p`` is the
+    only one), each a list of (x, y) in x order; x is a number when every value of ``p``
+    is one. Lines without a point are left out."""
+    others = [o for o in swept if o != p]
+    numeric = all(not isinstance(_as_number(str(r[p])), str) for r in table)
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in table:
+        groups.setdefault(tuple(str(row[o]) for o in others), []).append(row)
+    out: list[tuple[str, list[tuple[float | str, float]]]] = []
+    for key_values, rows_ in groups.items():
+        pts: list[tuple[float | str, float]] = []
+        for r in rows_:
+            y = row_figure(r, key, period_ns)
+            if y is not None:
+                pts.append((_as_number(str(r[p])) if numeric else str(r[p]), y))
+        pts.sort(key=lambda t: _order(t[0]))
+        if pts:
+            out.append((", ".join(f"{o}={v}" for o, v in zip(others, key_values, strict=True)),
+                        pts))
+    return out
+
+
+def axis_label(p: str) -> str:
+    """A swept parameter's axis label (the period with its unit)."""
+    return "clock period (ns)" if p == PERIOD else p
+
+
+def plot_sweep(table: Sequence[dict[str, Any]], swept: Sequence[str], out_dir: Path,
+               period_ns: float = 10.0) -> list[Path]:
+    """``<figure>_vs_<p>.png`` for each swept parameter ``p`` and figure (area, fmax, and
+    when the points have power: power and energy per cycle, at OpenSTA's default activity):
+    one line per combination of the other swept parameters. An integer parameter gets
+    integer ticks (at its values)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
     paths: list[Path] = []
-    for metric, label in (("area", "area (um$^2$)"), ("fmax_mhz", "fmax (MHz)")):
+    for metric in sweep_metrics(period_note(swept, period_ns)):
         for p in swept:
-            others = [o for o in swept if o != p]
-            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for row in table:
-                groups.setdefault(tuple(str(row[o]) for o in others), []).append(row)
-            fig, ax = plt.subplots(figsize=(5, 3.5))
-            for key, rows_ in groups.items():
-                pts = sorted(((_as_number(str(r[p])), r[metric]) for r in rows_
-                              if r.get(metric) is not None), key=lambda t: _order(t[0]))
-                if not pts:
-                    continue
-                xs = [str(x) if isinstance(x, str) else x for x, _ in pts]
-                name = ", ".join(f"{o}={v}" for o, v in zip(others, key, strict=True))
+            series = sweep_series(table, swept, p, metric.key, period_ns)
+            if not series:
+                continue  # e.g. no power in any point
+            fig, ax = plt.subplots(figsize=(5.5, 3.8))
+            for name, pts in series:
+                xs = [x for x, _ in pts]
                 ax.plot(xs, [y for _, y in pts], marker="o", label=name or None)
-            ax.set_xlabel(p)
-            ax.set_ylabel(label)
-            ax.set_title(f"{label.split(' (')[0]} vs {p}")
+            xs_all = sorted({x for _, pts in series for x, _ in pts if not isinstance(x, str)})
+            if xs_all and all(float(x).is_integer() for x in xs_all):
+                if len(xs_all) <= 12:
+                    ax.xaxis.set_major_locator(FixedLocator(xs_all))
+                else:
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            elif xs_all and len(xs_all) <= 12:
+                ax.xaxis.set_major_locator(FixedLocator(xs_all))
+            ax.set_xlabel(axis_label(p))
+            ax.set_ylabel(metric.label.split(", ")[0])
+            ax.set_title(f"{metric.label.split(' (')[0]} vs {p}" + (
+                f"\n{metric.label.split(', ', 1)[1]}" if ", " in metric.label else ""),
+                fontsize=9)
             ax.grid(True, alpha=0.3)
-            if others:
+            if len(series) > 1 or series[0][0]:
                 ax.legend(fontsize=7)
             fig.tight_layout()
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=100)
             plt.close(fig)
-            path = out_dir / f"{metric.split('_')[0]}_vs_{p}.png"
+            path = out_dir / f"{metric.stem}_vs_{p}.png"
             atomic_write_bytes(path, buf.getvalue())
             paths.append(path)
     return paths

@@ -129,6 +129,71 @@ def reusable(old: dict[str, Any] | None, params: HwDesign, period_ns: float, lib
     return SynthResult.from_dict(old)
 
 
+def _stale_reason(old: dict[str, Any], params: HwDesign, liberty: Path, digest: str) -> str:
+    """Why the ``synth.json`` ``old`` cannot be reused whatever the period (in words)."""
+    if not same_json(old.get("params"), params_dict(params)):
+        return "it was made from other parameters"
+    if old.get("sources_digest") != digest:
+        return "it was made from other RTL"
+    if old.get("liberty") != str(liberty):
+        return f"it was made with another Liberty file ({old.get('liberty')})"
+    return "it is incomplete, damaged or not this folder's (its netlists are elsewhere)"
+
+
+@dataclass(frozen=True)
+class TimedSynthesis:
+    """The synthesis :func:`synthesis_for_timing` hands to a timing or layout flow, and what
+    it did to the run directory's ``synth.json`` (``note``: one line for the user, or None
+    when the synthesis matched the request exactly)."""
+
+    synth: SynthResult
+    note: str | None
+
+
+def synthesis_for_timing(params: HwDesign, run_dir: Path, *,
+                         sources: Sequence[str | os.PathLike[str]] | None = None,
+                         liberty: Path | None = None, period_ns: float = DEFAULT_PERIOD_NS,
+                         timeout: float | None = None) -> TimedSynthesis:
+    """The run directory's synthesis for timing (``halut hw sta``) or layout (``halut hw
+    pnr``) at ``period_ns``, never destroying an earlier result silently:
+
+    * the ``synth.json`` there, when it was made from the same parameters, RTL and Liberty
+      file, **whatever period it targeted** (the period only steers ``abc``'s sizing and
+      buffering; qflow and ORFS start from ``generic.v``, which does not depend on it): it
+      is reused as it is, per-module breakdown included, and ``note`` says so when its
+      period differs (run ``halut hw synth --period P`` to target ``P``);
+    * otherwise the design is synthesized for ``period_ns``; an earlier ``synth.json`` (of
+      other parameters or RTL) is replaced, with a per-module breakdown when it had one, and
+      ``note`` names what was replaced and why.
+    """
+    check_period(period_ns)
+    lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
+    if not lib.is_file():
+        raise HalutError(f"Liberty file {lib} not found")
+    files = rtl_sources(sources, params)
+    digest = sources_digest(files)
+    old = read_json(run_dir / "synth.json")
+    old_period = old.get("period_ns") if old else None
+    if old and is_number(old_period) and not isinstance(old_period, bool):
+        done = reusable(old, params, old_period, lib, digest, False, run_dir)
+        if done is not None:
+            note = None if old_period == period_ns else (
+                f"timing the synthesis in {run_dir / 'synth.json'}, made for a "
+                f"{old_period:g} ns clock, at {period_ns:g} ns (run `halut hw synth "
+                f"--period {period_ns:g}` to synthesize for {period_ns:g} ns)")
+            return TimedSynthesis(done, note)
+    existed = (run_dir / "synth.json").exists()
+    res = synthesize(params, run_dir, sources=sources, liberty=lib, period_ns=period_ns,
+                     timeout=timeout, breakdown=bool(old and old.get("modules")))
+    note = None
+    if old is not None:
+        note = (f"replaced {run_dir / 'synth.json'}: {_stale_reason(old, params, lib, digest)}"
+                f"; synthesized again for {period_ns:g} ns")
+    elif existed:
+        note = f"replaced {run_dir / 'synth.json'} (unreadable or damaged)"
+    return TimedSynthesis(res, note)
+
+
 def sequential_cells(liberty: Path) -> set[str]:
     """Names of the Liberty cells with an ``ff`` or ``latch`` group."""
     text = liberty.read_text(errors="replace")
