@@ -246,14 +246,15 @@ module mac_accel #(
       end
     end
 
-    // V signed 8 x 8 multipliers: activation i times weight i of the beat
+    // V signed 8 x 8 multipliers: activation i times weight i of the beat (the operands are
+    // signed through $signed only: OpenSTA 2.0.17 cannot read a `wire signed` in a netlist)
     for (genvar i = 0; i < VP; i++) begin : g_mul
       if (i < V) begin : g_lane
-        logic signed [7:0]    x, w;
-        logic signed [15:0]   p;
+        logic [7:0]    x, w;
+        logic [15:0]   p;
         assign x = x_data_q[i*8 +: 8];
         assign w = w_word[i*8 +: 8];
-        assign p = x * w;
+        assign p = $signed(x) * $signed(w);
         if (TL > 0) begin : g_ext  // sign-extended to the tree's width
           assign prod[i*PW +: PW] = {{TL{p[15]}}, p};
         end else begin : g_noext
