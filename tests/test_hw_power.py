@@ -157,3 +157,60 @@ def test_power_cli_bad_input_is_one_line(tmp_path: Path, args: list[str], messag
     assert res.exit_code == 1
     assert message in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "power.json").exists()
+
+
+@pytest.mark.xdist_group("hw_power")
+def test_mac_baseline_is_bit_exact_at_gate_level(tmp_path: Path) -> None:
+    """The MAC baseline synthesized (Yosys, osu018) and simulated with the cell models:
+    bit-exact with numpy's int8 x int8 -> int32 and cycle for cycle the RTL's, with a free
+    stream and with bubbles and back-pressure."""
+    import numpy as np
+
+    from emulator.mac import MacParams, mac_reference, run_mac
+    from flows import tools
+    from flows.hw.synth import synthesize
+
+    mac = MacParams(C=2, V=2, M=2, out_lanes=1)
+    synth = synthesize(mac, tmp_path, breakdown=False)
+    assert synth.params == {"C": 2, "V": 2, "M": 2, "out_lanes": 1, "banks": 2}
+    gate = [Path(synth.netlist), tools.find_osu018("cells")]
+    rng = np.random.default_rng(3)
+    W = rng.integers(-128, 128, size=(3, 2)).astype(np.int8)  # D=3 < C*V: zero-padded
+    W[0] = -128
+    A = rng.integers(-128, 128, size=(7, 3)).astype(np.int8)
+    A[0] = -128
+    for stall in (None, 0.3):
+        rtl = run_mac(W, A, mac, bubbles=stall, backpressure=stall, seed=5)
+        net = run_mac(W, A, mac, sources=gate, bubbles=stall, backpressure=stall, seed=5)
+        assert np.array_equal(net.y, mac_reference(W, A))
+        assert net.cycles == rtl.cycles
+
+
+@pytest.mark.xdist_group("hw_power")
+def test_compare_halut_with_the_mac_baseline(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["hw", "compare", *TINY_ARGS, "--depth", "4",
+                                    "--rows", "8", "--run-dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    saved = read_record(tmp_path / "compare.json")
+    assert saved["designs"] == out["designs"] and saved["ratios"] == out["ratios"]
+    h, m = out["designs"]["halut"], out["designs"]["mac"]
+    assert m["params"] == {"C": 2, "V": 2, "M": 1, "out_lanes": 1, "banks": 2}
+    for key, field in (("area", "area_um2"), ("energy_per_row", "energy_per_row_pj"),
+                       ("tops_per_w", "tops_per_w"), ("fmax", "fmax_mhz")):
+        assert out["ratios"][key] == pytest.approx(h[field] / m[field])
+    # both power runs simulated the netlist of the same layer shape (D=4, M=1) and each is
+    # that design's own power.json
+    for name, d in (("halut", h), ("mac", m)):
+        power = read_record(tmp_path / name / "power.json")
+        assert power["workload"]["D"] == 4 and power["workload"]["M"] == 1
+        assert d["power_w"] == power["power_w"]["total"]
+        assert d["ops_per_row"] == 2 * 4 * 1
+        assert d["tops_per_w"] == pytest.approx(8 / (d["energy_per_row_pj"] * 1e-12) / 1e12)
+
+
+def test_compare_bad_depth_is_one_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["hw", "compare", *TINY_ARGS, "--depth", "0",
+                                    "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "--depth must be >= 1" in res.output
+    assert len(res.output.strip().splitlines()) == 1
