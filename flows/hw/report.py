@@ -518,25 +518,51 @@ def summary(r: RunResults) -> list[Figure]:
     lib = Path(str(_get(synth, "liberty") or "the Liberty library")).name
     synth_src = (f"Yosys + abc onto {lib}, synthesis target {_flat(_get(synth, 'period_ns'))}"
                  " ns, flat netlist")
-    fig("area_mm2", "cell area", "synth", synth, "area", mm2, synth_src, "area",
-        how="halut hw synth")
-    fig("cells", "cells", "synth", synth, "cells", count, synth_src, "cells",
-        how="halut hw synth")
+    if synth is None and sta is None and _get(compare, "designs", "halut") is not None:
+        # a `hw compare` run directory: the accelerator's own figures are in compare.json
+        csrc = ("compare.json (the halut design: Yosys + abc onto osu018, OpenSTA fmax by "
+                "bisection)")
+        fig("area_mm2", "cell area", "compare", compare, "designs.halut.area_um2", mm2, csrc)
+        fig("cells", "cells", "compare", compare, "designs.halut.cells", count, csrc)
+        fig("flip_flops", "flip-flops", "compare", compare, "designs.halut.flip_flops", count,
+            csrc)
+        fig("fmax_mhz", "fmax", "compare", compare, "designs.halut.fmax_mhz",
+            lambda v: f"{_g(v)} MHz", csrc)
+        fig("power_simulated_w", "power, simulated activity", "compare", compare,
+            "designs.halut.power_w", lambda v: si(v, "W"),
+            f"compare.json (halut/power.json), {_compare_clock(compare)}")
+        fig("energy_per_row_pj", "energy per row", "compare", compare,
+            "designs.halut.energy_per_row_pj", lambda v: si(v * 1e-12, "J"),
+            "compare.json: simulated activity")
+        fig("efficiency_tops_per_w", "efficiency", "compare", compare,
+            "designs.halut.tops_per_w", lambda v: f"{_g(v)} TOp/s/W",
+            "compare.json: operations per joule with simulated activity")
+        synth = sta = power = None
+        skip_rest = True
+    else:
+        skip_rest = False
+    if not skip_rest:
+        fig("area_mm2", "cell area", "synth", synth, "area", mm2, synth_src, "area",
+            how="halut hw synth")
+        fig("cells", "cells", "synth", synth, "cells", count, synth_src, "cells",
+            how="halut hw synth")
     seq = _get(synth, "sequential_area")
     area = _get(synth, "area")
     ff_note = (f" ({100 * seq / area:.1f} % of the area in flip-flops)"
                if _finite(seq) and _finite(area) and area > 0 else "")
-    fig("flip_flops", "flip-flops", "synth", synth, "flip_flops",
-        lambda v: count(v) + ff_note, synth_src, "flip_flops", sweep_show=count,
-        how="halut hw synth")
+    if not skip_rest:
+        fig("flip_flops", "flip-flops", "synth", synth, "flip_flops",
+            lambda v: count(v) + ff_note, synth_src, "flip_flops", sweep_show=count,
+            how="halut hw synth")
     io = _pct(_get(sta, "io_fraction"))
     sta_src = (f"OpenSTA on the synthesized netlist, bisection on the period, ideal clock, "
                f"I/O delays {io} of the period")
     if _is_number(_get(sta, "synthesis_period_ns")):
         sta_src += f"; netlist synthesized for {_get(sta, 'synthesis_period_ns'):g} ns"
-    fig("fmax_mhz", "fmax", "sta", sta, "fmax_mhz",
-        lambda v: f"{_g(v)} MHz (min period {_flat(_get(sta, 'min_period_ns'))} ns)",
-        sta_src, "fmax_mhz", lambda v: f"{_g(v)} MHz", how="halut hw sta")
+    if not skip_rest:
+        fig("fmax_mhz", "fmax", "sta", sta, "fmax_mhz",
+            lambda v: f"{_g(v)} MHz (min period {_flat(_get(sta, 'min_period_ns'))} ns)",
+            sta_src, "fmax_mhz", lambda v: f"{_g(v)} MHz", how="halut hw sta")
     if sta is not None:
         out.append(Figure("fmax_path", "path limiting fmax", _path_words(sta.get("fmax_path")),
                           "OpenSTA, worst path with the clock at the minimum period "
@@ -553,12 +579,15 @@ def summary(r: RunResults) -> list[Figure]:
                           "post_route_sta.fmax_mhz", v if _is_number(v) else None))
     else:
         out.append(Figure("pnr", "place and route", NOT_RUN, "run `halut hw pnr`"))
-    fig("power_default_w", "power, default activity", "sta", sta, "power_w.total",
-        lambda v: si(v, "W") + _breakdown(_get(sta, "power_w")),
-        f"OpenSTA report_power, default activity (no simulation), clock "
-        f"{_clock(_get(sta, 'period_ns'))}", "power_w",
-        lambda v: si(v, "W"), how="halut hw sta")
-    if power is not None:
+    if not skip_rest:
+        fig("power_default_w", "power, default activity", "sta", sta, "power_w.total",
+            lambda v: si(v, "W") + _breakdown(_get(sta, "power_w")),
+            f"OpenSTA report_power, default activity (no simulation), clock "
+            f"{_clock(_get(sta, 'period_ns'))}", "power_w",
+            lambda v: si(v, "W"), how="halut hw sta")
+    if skip_rest:
+        pass
+    elif power is not None:
         wl = power.get("workload") or {}
         clock = (f"{_g(power['clock_mhz'])} MHz" if _is_number(power.get("clock_mhz"))
                  else "an unrecorded clock")
@@ -586,9 +615,7 @@ def summary(r: RunResults) -> list[Figure]:
         out.append(Figure("power_simulated_w", "power, simulated activity", NOT_RUN,
                           "run `halut hw power` (gate-level activity)"))
     if compare is not None:
-        cm = compare.get("clock_mhz")
-        src = ("compare.json: both designs through the same flow, "
-               + (f"clock {_g(float(cm or 0))} MHz" if _is_number(cm) else "clock not recorded"))
+        src = f"compare.json: both designs through the same flow, {_compare_clock(compare)}"
         for key, label in (("area", "halut / MAC area"),
                            ("energy_per_row", "halut / MAC energy per row"),
                            ("gops_per_mm2", "halut / MAC GOp/s per mm\u00b2"),
@@ -1147,6 +1174,12 @@ def _power_body(power: Mapping[str, Any]) -> str:
     return body
 
 
+def _compare_clock(compare: Mapping[str, Any] | None) -> str:
+    """The clock of a ``compare.json``'s power figures, in words."""
+    cm = _get(compare, "clock_mhz")
+    return f"clock {_g(float(cm))} MHz" if _is_number(cm) else "each design at its own fmax"
+
+
 def _compare_body(compare: Mapping[str, Any]) -> str:
     designs: dict[str, Any] = compare.get("designs") or {}
     ratios: dict[str, Any] = compare.get("ratios") or {}
@@ -1170,10 +1203,9 @@ def _compare_body(compare: Mapping[str, Any]) -> str:
         elif rk in ratios:
             row["ratio"] = ratios[rk]
         rows.append(row)
-    body = _figures_table(compare, [
-        ("depth", "pipeline depth compared", None), ("clock_mhz", "clock (MHz)", None),
-        ("workload.kind", "workload", None), ("workload.rows", "rows", None),
-        ("seconds", "time (s)", None)])
+    body = f"<p>Power at {html.escape(_compare_clock(compare))}.</p>" + _figures_table(
+        compare, [("depth", "layer inputs D", None), ("workload.M", "outputs M", None),
+                  ("workload.rows", "rows simulated", None), ("seconds", "time (s)", None)])
     body += list_table(rows, [("figure", "figure"), ("halut", "halut"), ("mac", "MAC"),
                               ("ratio", "halut / MAC")],
                        {k: (lambda v: "" if v == "" else _fmt(v)) for k in
