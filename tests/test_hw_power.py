@@ -214,3 +214,16 @@ def test_compare_bad_depth_is_one_line(tmp_path: Path) -> None:
                                     "--run-dir", str(tmp_path / "r")])
     assert res.exit_code == 1 and "--depth must be >= 1" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_concatenation_assigns_are_split_for_opensta() -> None:
+    from flows.hw.power import split_concat_assigns
+
+    text = ("  assign { pn1, pn2 } = { pn9, pn8 };\n  assign { pn3, pn4, pn5 } = 3'h5;\n"
+            "  assign { pn6, pn7 } = { 1'h0, pn2 };\n  assign pn10 = pn11;\n")
+    assert split_concat_assigns(text) == (
+        "  assign pn1 = pn9;\n  assign pn2 = pn8;\n  assign pn3 = 1'b1;\n"
+        "  assign pn4 = 1'b0;\n  assign pn5 = 1'b1;\n  assign pn6 = 1'b0;\n"
+        "  assign pn7 = pn2;\n  assign pn10 = pn11;\n")
+    with pytest.raises(HalutError, match="cannot split"):
+        split_concat_assigns("  assign { a, b } = c;\n")  # widths unknown: refused

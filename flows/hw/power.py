@@ -115,7 +115,7 @@ def make_power_netlist(synth: SynthResult, run_dir: Path, top: str,
     return out
 
 
-_CONCAT_ASSIGN = re.compile(r"^(\s*)assign\s*\{([^}]*)\}\s*=\s*\{([^}]*)\}\s*;\s*$",
+_CONCAT_ASSIGN = re.compile(r"^(\s*)assign\s*\{([^}]*)\}\s*=\s*(\{[^}]*\}|[^;{}]+?)\s*;\s*$",
                             re.MULTILINE)
 _CONST = re.compile(r"^(\d+)'([bhd])([0-9a-fA-FxXzZ_]+)$")
 
@@ -139,7 +139,7 @@ def split_concat_assigns(text: str) -> str:
 
     def one(m: re.Match[str]) -> str:
         lhs = [x.strip() for x in m.group(2).split(",")]
-        rhs = [b for x in m.group(3).split(",") for b in _bits_of(x)]
+        rhs = [b for x in m.group(3).strip().strip("{}").split(",") for b in _bits_of(x)]
         if len(lhs) != len(rhs):
             raise HalutError(f"cannot split the netlist's assignment {m.group(0).strip()!r}")
         return "\n".join(f"{m.group(1)}assign {a} = {b};" for a, b in zip(lhs, rhs,
