@@ -220,10 +220,12 @@ def test_concatenation_assigns_are_split_for_opensta() -> None:
     from flows.hw.power import split_concat_assigns
 
     text = ("  assign { pn1, pn2 } = { pn9, pn8 };\n  assign { pn3, pn4, pn5 } = 3'h5;\n"
-            "  assign { pn6, pn7 } = { 1'h0, pn2 };\n  assign pn10 = pn11;\n")
+            "  assign { pn6, pn7 } = { 1'h0, pn2 };\n  assign pn10 = pn11;\n"
+            "  assign { pn8, pn9 } = in_data_i[3:2];\n")
     assert split_concat_assigns(text) == (
         "  assign pn1 = pn9;\n  assign pn2 = pn8;\n  assign pn3 = 1'b1;\n"
         "  assign pn4 = 1'b0;\n  assign pn5 = 1'b1;\n  assign pn6 = 1'b0;\n"
-        "  assign pn7 = pn2;\n  assign pn10 = pn11;\n")
+        "  assign pn7 = pn2;\n  assign pn10 = pn11;\n"
+        "  assign pn8 = in_data_i[3];\n  assign pn9 = in_data_i[2];\n")
     with pytest.raises(HalutError, match="cannot split"):
         split_concat_assigns("  assign { a, b } = c;\n")  # widths unknown: refused

@@ -118,12 +118,18 @@ def make_power_netlist(synth: SynthResult, run_dir: Path, top: str,
 _CONCAT_ASSIGN = re.compile(r"^(\s*)assign\s*\{([^}]*)\}\s*=\s*(\{[^}]*\}|[^;{}]+?)\s*;\s*$",
                             re.MULTILINE)
 _CONST = re.compile(r"^(\d+)'([bhd])([0-9a-fA-FxXzZ_]+)$")
+_SLICE = re.compile(r"^(\S+)\s*\[(\d+):(\d+)\]$")
 
 
 def _bits_of(item: str) -> list[str]:
     """One concatenation item as one-bit items, most significant first: a one-bit net or
-    bit-select stays, a sized constant splits into 1'b0 / 1'b1 bits."""
+    bit-select stays, a slice ``name[hi:lo]`` and a sized constant split into bits."""
     item = item.strip()
+    sl = _SLICE.match(item)
+    if sl:
+        name, hi, lo = sl.group(1), int(sl.group(2)), int(sl.group(3))
+        step = -1 if hi >= lo else 1
+        return [f"{name}[{i}]" for i in range(hi, lo + step, step)]
     m = _CONST.match(item)
     if not m:
         return [item]
