@@ -115,8 +115,8 @@ def make_power_netlist(synth: SynthResult, run_dir: Path, top: str,
     return out
 
 
-_CONCAT_ASSIGN = re.compile(r"^(\s*)assign\s*\{([^}]*)\}\s*=\s*(\{[^}]*\}|[^;{}]+?)\s*;\s*$",
-                            re.MULTILINE)
+_CONCAT_ASSIGN = re.compile(
+    r"^([ \t]*)assign\s*\{([^}]*)\}\s*=\s*(\{[^}]*\}|[^;{}]+?)\s*;[ \t]*$", re.MULTILINE)
 _CONST = re.compile(r"^(\d+)'([bhd])([0-9a-fA-FxXzZ_]+)$")
 _SLICE = re.compile(r"^(\S+)\s*\[(\d+):(\d+)\]$")
 
