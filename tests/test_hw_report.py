@@ -311,3 +311,20 @@ def test_the_report_in_headless_chromium(run: Path, tmp_path: Path) -> None:
             browser.close()
     assert errors == [], errors
     assert requests and all(u.startswith(("file://", "data:")) for u in requests), requests
+
+
+def test_a_compare_folder_summarises_the_halut_design(tmp_path: Path) -> None:
+    """A `halut hw compare` run directory (compare.json at its top, each design's results
+    in halut/ and mac/): the summary's area, fmax and power are the halut design's from
+    compare.json, and the clock says how it was chosen."""
+    rec = compare_record(params_dict(TINY), tmp_path)
+    rec["clock_mhz"] = None  # each design at its own fmax
+    write_json(tmp_path / "compare.json", rec)
+    figs = {f.key: f for f in build(tmp_path).summary}
+    halut = rec["designs"]["halut"]
+    for key, jkey, factor in (("area_mm2", "area_um2", 1e-6), ("cells", "cells", 1),
+                              ("fmax_mhz", "fmax_mhz", 1), ("power_simulated_w", "power_w", 1)):
+        f = figs[key]
+        assert (f.file, f.path) == ("compare.json", f"designs.halut.{jkey}"), key
+        assert _shown(f.text) == pytest.approx(halut[jkey] * factor, rel=2e-3), key
+    assert "each design at its own fmax" in figs["ratio_area"].source
