@@ -44,7 +44,7 @@ def power_record(params: dict[str, Any], run: Path) -> dict[str, Any]:
     """A ``power.json`` in the shape ``halut hw power`` writes."""
     return {"params": params, "design": "halut_accel", "clock_mhz": 100.0, "period_ns": 10.0,
             "clock_source": "--clock-mhz", "workload": WORKLOAD,
-            "activity": {"source": "gate-level VCD", "nets": 1000, "annotated_pins": 2900,
+            "activity": {"source": "gate-level VCD", "nets": 1000, "annotated_nets": 999,
                          "mean_toggle_rate": 0.125, "mean_duty": 0.4, "vcd": "gls.vcd"},
             "power_w": {"internal": 0.004, "switching": 0.0012, "leakage": 1.0e-7,
                         "total": 0.0052001},

@@ -1146,7 +1146,7 @@ def _power_body(power: Mapping[str, Any]) -> str:
         ("workload.M", "M (outputs)", None), ("workload.cycles", "cycles simulated", None),
         ("activity.source", "activity from", None),
         ("activity.nets", "nets in the VCD", None),
-        ("activity.annotated_pins", "pins annotated", None),
+        ("activity.annotated_nets", "nets annotated", None),
         ("activity.mean_toggle_rate", "mean toggle rate (per cycle)", None),
         ("activity.mean_duty", "mean duty", None),
         ("ops_per_row", "operations per row", None),
