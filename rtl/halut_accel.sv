@@ -24,7 +24,8 @@
 // Pipeline (one codebook beat per stage, a global stall enable `adv`):
 //   cycle 0      : beat accepted, level 0 compares it (threshold memory read by bank, c)
 //   cycle 1..L-1 : level l compares feature l (registered after each level)
-//   cycle L      : LUT read of all M columns at (bank, c, code)
+//   cycle L      : LUT read of all M columns at (bank, c, code) (fp16 LUT: and the entry's
+//                  exact conversion to fp32, so that the accumulation loop holds only the adder)
 //   cycle L+1    : accumulate (last codebook: the sums go to the output buffer)
 //   cycle L+2    : the row's first output beat is valid
 // Stalls: a row finishes while the output buffer still holds the previous row and does not
