@@ -24,7 +24,8 @@
 // Pipeline (one codebook beat per stage, a global stall enable `adv`):
 //   cycle 0      : beat accepted, level 0 compares it (threshold memory read by bank, c)
 //   cycle 1..L-1 : level l compares feature l (registered after each level)
-//   cycle L      : LUT read of all M columns at (bank, c, code)
+//   cycle L      : LUT read of all M columns at (bank, c, code) (fp16 LUT: and the entry's
+//                  exact conversion to fp32, so that the accumulation loop holds only the adder)
 //   cycle L+1    : accumulate (last codebook: the sums go to the output buffer)
 //   cycle L+2    : the row's first output beat is valid
 // Stalls: a row finishes while the output buffer still holds the previous row and does not
@@ -86,6 +87,12 @@ module halut_accel #(
   localparam int unsigned AccW = halut_pkg::AccW;
   localparam int unsigned DataW = halut_pkg::CfgDataW;
   localparam int unsigned LutW = (LutFmt == halut_pkg::LutFmtFp16) ? halut_pkg::Fp16W : 8;
+  // the LUT value register of a column: the entry (int8), or the entry converted to fp32 in
+  // the LUT-read stage without its redundant bits (fp16; halut_fp16_acc), so that the
+  // conversion is not in the accumulation loop
+  localparam int unsigned F32ValW = halut_pkg::Fp32W - 1 - (halut_pkg::Fp32ManW -
+                                                             halut_pkg::Fp16ManW);
+  localparam int unsigned AValW = (LutFmt == halut_pkg::LutFmtFp16) ? F32ValW : 8;
   localparam int unsigned NumBeats = (OutLanes > 0) ? M / OutLanes : 1;
   localparam int unsigned BW = (NumBeats > 1) ? $clog2(NumBeats) : 1;
   localparam int unsigned PW = $clog2(NumBeats + 1);  // preload beat counter 0..NumBeats
@@ -367,7 +374,7 @@ module halut_accel #(
   logic                a_last_q;   // preload flag, and the M LUT values
   logic                a_pre_q;
   logic                a_zero_q;   // the row starts from zero here (first, no preload)
-  logic [LutW-1:0]     a_val_q [M];
+  logic [AValW-1:0]    a_val_q [M];  // int8 LUT: the entry; fp16 LUT: it converted to fp32
   logic [AccW-1:0]     acc_q   [M];
   logic [AccW-1:0]     obuf_q  [M];
   logic [AccW-1:0]     pbuf_q  [M];
@@ -494,18 +501,24 @@ module halut_accel #(
     // accumulator took before (a_zero_q: decoded a stage early, one flag before the adder)
     assign base = a_zero_q ? '0 : acc_q[m];
 
+    // the LUT read of the LUT-read stage; its value register a_val_q[m] loads a_val_d
+    logic [LutW-1:0]  lut_rd;
+    logic [AValW-1:0] a_val_d;
+
+    assign lut_rd = lut_mem[lut_raddr];
+
     if (LutFmt == halut_pkg::LutFmtFp16) begin : g_fp
-      logic [halut_pkg::Fp32W-1:0] val32;
-      halut_fp16_to_fp32 u_cvt (
-        .h_i(a_val_q[m]),
-        .f_o(val32)
-      );
-      halut_fp32_add u_add (
-        .a_i  (base),
-        .b_i  (val32),
+      // fp16 -> fp32 in the LUT-read stage (exact, into a_val_q), fp32 add in the
+      // accumulation stage
+      halut_fp16_acc u_acc (
+        .lut_i(lut_rd),
+        .val_o(a_val_d),
+        .acc_i(base),
+        .val_i(a_val_q[m]),
         .sum_o(sum)
       );
     end else begin : g_int
+      assign a_val_d = lut_rd;
       halut_int8_acc u_add (
         .acc_i(base),
         .x_i  (a_val_q[m]),
@@ -518,11 +531,9 @@ module halut_accel #(
     // (write enables rather than a hold in the next state: an unpacked-array register written
     // only when it changes also simulates faster in Verilator); the accumulator takes the
     // preload when no row is using it (pre_load never coincides with an accumulation)
-    logic [LutW-1:0] a_val_d;
     logic [AccW-1:0] acc_d, obuf_d;
     logic            acc_en, obuf_en;
 
-    assign a_val_d = lut_mem[lut_raddr];
     assign acc_d   = pre_load ? pbuf_q[m] : sum;
     assign obuf_d  = sum;
     assign acc_en  = (adv && a_v_q && !row_done) || pre_load;

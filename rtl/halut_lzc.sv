@@ -5,7 +5,8 @@
 //   empty_o : in_i is all zeros
 //
 // Shared by the fp units: halut_fp16_to_fp32 normalises a subnormal binary16 fraction with it
-// (Width 10) and halut_fp32_add normalises the significand sum (Width 27). Written as a
+// (Width 10) and halut_fp32_add's near path normalises the significand difference
+// (Width 25). Written as a
 // priority scan from the LSB up (the last set bit seen is the leading one); synthesis builds
 // the priority tree from it. Purely combinational.
 module halut_lzc #(

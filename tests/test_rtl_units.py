@@ -24,9 +24,9 @@ from emulator.cache import cache_dir
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "rtl"
 UNITS = Path(__file__).resolve().parent / "units"
-UNIT_SOURCES = ["halut_pkg.sv", "halut_lzc.sv", "halut_fp_classify.sv", "halut_fp16_gt.sv",
-                "halut_thr_gt.sv", "halut_fp16_to_fp32.sv", "halut_fp32_add.sv",
-                "halut_int8_acc.sv"]
+UNIT_SOURCES = ["halut_pkg.sv", "halut_lzc.sv", "halut_pfx_add.sv", "halut_fp_classify.sv",
+                "halut_fp16_gt.sv", "halut_thr_gt.sv", "halut_fp16_to_fp32.sv",
+                "halut_fp32_add.sv", "halut_int8_acc.sv"]
 TB_SV, TB_CPP = UNITS / "halut_units_tb.sv", UNITS / "halut_units_tb.cpp"
 # -Wall, except that the units alone leave package constants of the top unused
 FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wall", "-Wno-UNUSEDPARAM"]
@@ -54,27 +54,31 @@ def _digest(paths: list[Path], extra: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _verilate_tb(sources: list[Path], flags: list[str], key: str) -> Path:
-    """Build the unit testbench from ``sources`` (RTL or a netlist) + TB_CPP, cached under
-    ``$HALUT_CACHE/units/<key>``; the path of the executable."""
+def _verilate_tb(sources: list[Path], flags: list[str], key: str, top: str = "halut_units_tb",
+                 cpp: Path = TB_CPP) -> Path:
+    """Build the testbench ``top`` from ``sources`` (RTL or a netlist) + its C++ driver
+    ``cpp``, cached under ``$HALUT_CACHE/units/<key>``; the path of the executable."""
     final = cache_dir("units", key)
-    exe = final / "halut_units_tb"
+    exe = final / top
     if exe.is_file():
         return exe
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{key}.tmp", dir=final.parent))
     try:
         cmd = [str(verilator_bin()), "--cc", "--exe", "--build", *flags,
-               "--top-module", "halut_units_tb",
-               "-Mdir", str(work / "obj"), "-o", str(work / "halut_units_tb"),
+               "--top-module", top,
+               "-Mdir", str(work / "obj"), "-o", str(work / top),
                "-CFLAGS", "-std=c++17", "-MAKEFLAGS", f"PYTHON3={sys.executable}",
-               *map(str, sources), str(TB_CPP)]
+               # a netlist large enough to be split into several files fails to link
+               # without it (TOOLCHAIN.md)
+               "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
+               *map(str, sources), str(cpp)]
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         assert res.returncode == 0, f"unit testbench build failed:\n{res.stdout}\n{res.stderr}"
         keep = work / "bin"
         keep.mkdir()
-        shutil.move(str(work / "halut_units_tb"), keep / "halut_units_tb")
+        shutil.move(str(work / top), keep / top)
         try:
             os.replace(keep, final)  # atomic publish; a concurrent builder may have won
         except OSError:
