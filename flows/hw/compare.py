@@ -37,7 +37,7 @@ from flows.hw.power import (
     measure_power,
 )
 from flows.hw.sta import DEFAULT_IO_FRACTION
-from flows.hw.synth import DEFAULT_PERIOD_NS, SynthResult, synthesize
+from flows.hw.synth import DEFAULT_PERIOD_NS, SynthResult, synthesis_for_timing
 from learning.errors import HalutError
 
 RATIO_KEYS = ("area", "energy_per_row", "gops_per_mm2", "tops_per_w", "fmax")
@@ -116,11 +116,11 @@ def compare(params: RtlParams, depth: int, run_dir: Path, *, rows: int = 64, see
             ("mac", mac, mac_workload(mac, D=depth, rows=rows, seed=seed), None)):
         d = run_dir / name
         d.mkdir(parents=True, exist_ok=True)
-        synth = synthesize(design, d, sources=srcs, liberty=liberty, period_ns=period_ns,
-                           reuse=True, breakdown=False, timeout=timeout)
         power = measure_power(design, d, wl, sources=srcs, liberty=liberty,
                               clock_mhz=clock_mhz, synth_period_ns=period_ns,
                               io_fraction=io_fraction, timeout=timeout)
+        synth = synthesis_for_timing(design, d, sources=srcs, liberty=liberty,
+                                     period_ns=period_ns, timeout=timeout).synth
         # hw sta's fmax on this netlist (timed by measure_power unless --clock-mhz was given)
         fmax = default_clock(design, d, synth, liberty=liberty, io_fraction=io_fraction,
                              timeout=timeout)

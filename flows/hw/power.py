@@ -5,7 +5,9 @@ net (what ``halut hw sta`` prints): it says little about a design whose 70k memo
 flip-flops hold still while a few hundred datapath nets switch every cycle. This flow
 measures the activity instead:
 
-1. **A power netlist.** The synthesized netlist (:mod:`flows.hw.synth`) is renamed by Yosys
+1. **A power netlist.** The synthesized netlist (:mod:`flows.hw.synth`; the run
+   directory's synthesis is reused as by ``halut hw sta``, whatever period it targeted) is
+   renamed by Yosys
    into the same cells and connections with one plain name per one-bit net (``splitnets``,
    ``rename -hide`` on every non-port wire, ``rename -enumerate -pattern pn%``): ``pn17`` is
    the same net in the simulator's VCD and in OpenSTA, with no escaped names or bus
@@ -63,7 +65,7 @@ from flows.hw.common import (
     write_json,
 )
 from flows.hw.sta import DEFAULT_IO_FRACTION, run_sta
-from flows.hw.synth import DEFAULT_PERIOD_NS, SynthResult, synthesize
+from flows.hw.synth import DEFAULT_PERIOD_NS, SynthResult, synthesis_for_timing
 from learning.atomic import atomic_write_text
 from learning.errors import HalutError
 from learning.strict import same_json
@@ -552,9 +554,11 @@ def measure_power(params: HwDesign, run_dir: Path, workload: Workload, *,
     sta_exe = tools.find_sta()
     cells = tools.find_osu018("cells")
     t0 = time.monotonic()
-    synth = synthesize(params, run_dir, sources=sources, liberty=liberty,
-                       period_ns=synth_period_ns, reuse=True, breakdown=False,
-                       timeout=timeout)
+    # as hw sta: the run directory's synthesis of this design is reused whatever period it
+    # targeted (never replaced silently); else one is made for synth_period_ns
+    timed = synthesis_for_timing(params, run_dir, sources=sources, liberty=liberty,
+                                 period_ns=synth_period_ns, timeout=timeout)
+    synth = timed.synth
     if clock_mhz is None:
         clock_mhz = default_clock(params, run_dir, synth, liberty=liberty,
                                   io_fraction=io_fraction, timeout=timeout)
@@ -618,7 +622,9 @@ def measure_power(params: HwDesign, run_dir: Path, workload: Workload, *,
         efficiency_tops_per_w=eff, vectorless_efficiency_tops_per_w=eff_v,
         seconds=round(time.monotonic() - t0, 2), run_dir=str(run_dir), log=str(log),
         extra={"netlist": str(netlist), "sta_netlist": str(sta_netlist),
-               "isolation_flip_flops": iso_ffs, "synthesis": synth.netlist})
+               "isolation_flip_flops": iso_ffs, "synthesis": synth.netlist,
+               "synthesis_period_ns": synth.period_ns,
+               **({"synthesis_note": timed.note} if timed.note else {})})
     write_json(run_dir / f"{name}.json", result.to_dict())
     return result
 
