@@ -229,3 +229,36 @@ def test_concatenation_assigns_are_split_for_opensta() -> None:
         "  assign pn8 = in_data_i[3];\n  assign pn9 = in_data_i[2];\n")
     with pytest.raises(HalutError, match="cannot split"):
         split_concat_assigns("  assign { a, b } = c;\n")  # widths unknown: refused
+
+
+@pytest.mark.xdist_group("hw_power")
+def test_power_of_a_learned_model_on_its_activations(tmp_path: Path) -> None:
+    """`halut learn` then `halut hw power --model --activations`: the workload is that
+    model's program on those rows (checked bit-exact against golden inside the flow), and
+    the energy per layer covers all rows of the activations file."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((200, 6)).astype(np.float32)
+    np.save(tmp_path / "A.npy", A)
+    np.save(tmp_path / "W.npy", rng.standard_normal((6, 1)).astype(np.float32))
+    model = tmp_path / "m.halut"
+    res = CliRunner().invoke(main, ["learn", "-a", str(tmp_path / "A.npy"), "-w",
+                                    str(tmp_path / "W.npy"), "-C", "2", "-K", "2",
+                                    "--threshold-format", "int8", "--lut-format", "int8",
+                                    "-o", str(model)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["hw", "power", *TINY_ARGS, "--model", str(model), "-a",
+                                    str(tmp_path / "A.npy"), "--rows", "16", "--clock-mhz",
+                                    "100", "--run-dir", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    wl = out["workload"]
+    assert (wl["kind"], wl["source"], wl["rows"], wl["layer_rows"]) == ("model", str(model),
+                                                                          16, 200)
+    assert (wl["D"], wl["M"]) == (6, 1)
+    e = out["energy_pj"]
+    assert e["per_layer"] == pytest.approx(e["per_row"] * 200)
+    bad = CliRunner().invoke(main, ["hw", "power", *TINY_ARGS, "--model", str(model), "-a",
+                                    str(tmp_path / "W.npy"), "--run-dir", str(tmp_path / "r2")])
+    assert bad.exit_code == 1 and "activations must be (N, 6)" in bad.output
