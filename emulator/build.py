@@ -40,6 +40,8 @@ from learning.errors import HalutError
 
 HARNESS_CPP = Path(__file__).resolve().parent / "harness.cpp"
 VCD_FILE_H = Path(__file__).resolve().parent / "halut_vcd_file.h"  # included by both drivers
+#: the design-independent part of the batch harnesses (included by harness.cpp, mac_harness.cpp)
+HARNESS_SIM_H = Path(__file__).resolve().parent / "harness_sim.h"
 HARNESS_LIB = "libhalut_harness.so"
 # C++ optimisation of the model (measured, docs/emulator.md): -O2 runs ~1.8x faster than
 # Verilator's default -Os at about the same compile time; -O3 is no faster than -O2.
@@ -148,7 +150,7 @@ def cache_key(kind: str, params: VerilogParams, files: Sequence[Path], flags: Se
     return h.hexdigest()[:32]
 
 
-def _run(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
+def run_build_step(cmd: Sequence[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
     with open(log, "ab") as fh:
         fh.write(("$ " + " ".join(cmd) + "\n").encode())
         fh.flush()
@@ -232,7 +234,7 @@ def cached_build(key: str, product: str, builder: Callable[[Path], None],
     return BuildResult(final / product, time.perf_counter() - t0, False, key, final)
 
 
-def _trace_kind(trace: bool | str) -> str | None:
+def trace_kind(trace: bool | str) -> str | None:
     if trace is False or trace is None:
         return None
     if trace is True:
@@ -258,7 +260,7 @@ def build_harness(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
     if not isinstance(params, RtlParams):
         raise HalutError(f"params must be an RtlParams, got {type(params).__name__}")
     files = resolve_sources(sources)
-    kind = _trace_kind(trace)
+    kind = trace_kind(trace)
     v = find_verilator()
     flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-fPIC", "-CFLAGS", "-fvisibility=hidden",
              "-LDFLAGS", "-shared",
@@ -268,15 +270,17 @@ def build_harness(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
     elif kind == "fst":
         flags += ["--trace-fst", "-LDFLAGS", "-lz -llz4"]
     key = cache_key("harness", params, files, flags,
-                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()])
+                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes(),
+                     HARNESS_SIM_H.read_bytes()])
 
     def builder(tmp: Path) -> None:
         shutil.copy(HARNESS_CPP, tmp / "harness.cpp")
         shutil.copy(VCD_FILE_H, tmp / VCD_FILE_H.name)
+        shutil.copy(HARNESS_SIM_H, tmp / HARNESS_SIM_H.name)
         cmd = [str(v.executable), "--cc", "--exe", "--build", "--build-jobs", str(jobs),
                "-Mdir", str(tmp / "obj"), "-o", str(tmp / HARNESS_LIB), *flags,
                *[str(f) for f in files], str(tmp / "harness.cpp")]
-        _run(cmd, tmp, tmp / "build.log", build_env(v))
+        run_build_step(cmd, tmp, tmp / "build.log", build_env(v))
 
     info = {"kind": "harness", "params": params.verilog_parameters(), "trace": kind,
             "sources": [str(f) for f in files], "flags": flags}
@@ -332,8 +336,8 @@ def build_pyverilator(params: RtlParams, *,
                                      f"{exc.returncode}) [log: {log}]") from None
         _patch_wrapper(obj / "pyverilator_wrapper.cpp")
         shutil.copy(VCD_FILE_H, obj / VCD_FILE_H.name)
-        _run(["make", f"-j{jobs}", "-C", str(obj), "-f", f"V{TOP}.mk", "LDFLAGS=-fPIC -shared",
-              *make_vars], tmp, tmp / "build.log", env)
+        run_build_step(["make", f"-j{jobs}", "-C", str(obj), "-f", f"V{TOP}.mk",
+                        "LDFLAGS=-fPIC -shared", *make_vars], tmp, tmp / "build.log", env)
 
     info = {"kind": "pyverilator", "params": params.verilog_parameters(),
             "sources": [str(f) for f in files], "flags": flags}
@@ -396,15 +400,17 @@ def build_ceiling(params: RtlParams, *, sources: Sequence[str | os.PathLike[str]
     flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-DHX_MAIN", *verilator_args(params, files),
              *extra_flags]
     key = cache_key("ceiling", params, files, flags,
-                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()])
+                    [HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes(),
+                     HARNESS_SIM_H.read_bytes()])
 
     def builder(tmp: Path) -> None:
         shutil.copy(HARNESS_CPP, tmp / "harness.cpp")
         shutil.copy(VCD_FILE_H, tmp / VCD_FILE_H.name)
+        shutil.copy(HARNESS_SIM_H, tmp / HARNESS_SIM_H.name)
         cmd = [str(v.executable), "--cc", "--exe", "--build", "--build-jobs", str(jobs),
                "-Mdir", str(tmp / "obj"), "-o", str(tmp / "ceiling"), *flags,
                *[str(f) for f in files], str(tmp / "harness.cpp")]
-        _run(cmd, tmp, tmp / "build.log", build_env(v))
+        run_build_step(cmd, tmp, tmp / "build.log", build_env(v))
 
     return cached_build(key, "ceiling", builder, {"kind": "ceiling", "flags": flags})
 

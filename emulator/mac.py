@@ -25,15 +25,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emulator.build import (
+    HARNESS_SIM_H,
     OPT_FLAGS,
     VCD_FILE_H,
     BuildResult,
-    _run,
-    _trace_kind,
     cache_key,
     cached_build,
     resolve_sources,
     rtl_dir,
+    run_build_step,
+    trace_kind,
     verilator_args,
 )
 from emulator.cycles import CycleReport, JobShape, model_cycles
@@ -352,7 +353,7 @@ def build_mac_harness(params: MacParams, *, sources: Sequence[str | os.PathLike[
     if not isinstance(params, MacParams):
         raise HalutError(f"params must be a MacParams, got {type(params).__name__}")
     files = resolve_sources(MacParams.default_sources() if sources is None else sources)
-    kind = _trace_kind(trace)
+    kind = trace_kind(trace)
     v = find_verilator()
     flags = [*BASE_FLAGS, *OPT_FLAGS, "-CFLAGS", "-fPIC", "-CFLAGS", "-fvisibility=hidden",
              "-LDFLAGS", "-shared", *verilator_args(params, files, MAC_TOP)]
@@ -361,15 +362,17 @@ def build_mac_harness(params: MacParams, *, sources: Sequence[str | os.PathLike[
     elif kind == "fst":
         flags += ["--trace-fst", "-LDFLAGS", "-lz -llz4"]
     key = cache_key("mac_harness", params, files, flags,
-                    [MAC_HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes()], top=MAC_TOP)
+                    [MAC_HARNESS_CPP.read_bytes(), VCD_FILE_H.read_bytes(),
+                     HARNESS_SIM_H.read_bytes()], top=MAC_TOP)
 
     def builder(tmp: Path) -> None:
         (tmp / MAC_HARNESS_CPP.name).write_bytes(MAC_HARNESS_CPP.read_bytes())
         (tmp / VCD_FILE_H.name).write_bytes(VCD_FILE_H.read_bytes())
+        (tmp / HARNESS_SIM_H.name).write_bytes(HARNESS_SIM_H.read_bytes())
         cmd = [str(v.executable), "--cc", "--exe", "--build", "--build-jobs", str(jobs),
                "-Mdir", str(tmp / "obj"), "-o", str(tmp / MAC_HARNESS_LIB), *flags,
                *[str(f) for f in files], str(tmp / MAC_HARNESS_CPP.name)]
-        _run(cmd, tmp, tmp / "build.log", build_env(v))
+        run_build_step(cmd, tmp, tmp / "build.log", build_env(v))
 
     info = {"kind": "mac_harness", "top": MAC_TOP, "params": params.verilog_parameters(),
             "trace": kind, "sources": [str(f) for f in files], "flags": flags}

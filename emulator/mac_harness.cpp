@@ -22,90 +22,12 @@
 #include "Vmac_accel___024root.h"
 #include "verilated.h"
 
-// The model's scheduler (see harness.cpp: eval() minus two mutex round trips per call, which
-// this model, with no dynamic objects and no --threads, does not need). Traced builds use
-// eval() throughout (eval_step() also flags trace activity for the dump).
-void Vmac_accel___024root___eval(Vmac_accel___024root* vlSelf);
-
-#if VM_TRACE
-#if VM_TRACE_FST
-#include "verilated_fst_c.h"
-typedef VerilatedFstC MxTrace;
-#else
-#include "halut_vcd_file.h"  // a VCD writer that reports a full disk instead of hanging
-typedef HalutVcdC MxTrace;
-#endif
-#endif
+#define HARNESS_TOP Vmac_accel
+#define HARNESS_ROOT Vmac_accel___024root
+#define HARNESS_ROOT_EVAL Vmac_accel___024root___eval
+#include "harness_sim.h"  // Sim, the clock edge, port access, splitmix64 (shared with halut)
 
 namespace {
-
-struct Sim {
-    VerilatedContext* ctx;
-    Vmac_accel* top;
-#if VM_TRACE
-    MxTrace* tfp;
-#endif
-    uint64_t cycle;  // cycles run since construction (reset included)
-};
-
-// ---- port access: scalar ports are C integers up to 64 bits, wider ones VlWide<N> ----------
-template <typename T>
-inline void put_port(T& port, const uint32_t* w, int n) {
-    uint64_t v = w[0];
-    if (n > 1 && sizeof(T) > 4) v |= static_cast<uint64_t>(w[1]) << 32;
-    port = static_cast<T>(v);
-}
-template <std::size_t N>
-inline void put_port(VlWide<N>& port, const uint32_t* w, int n) {
-    for (std::size_t i = 0; i < N; ++i) port[i] = (static_cast<int>(i) < n) ? w[i] : 0u;
-}
-template <typename T>
-inline void get_port(const T& port, uint32_t* w, int n) {
-    const uint64_t v = static_cast<uint64_t>(port);
-    w[0] = static_cast<uint32_t>(v);
-    for (int i = 1; i < n; ++i) w[i] = (i == 1) ? static_cast<uint32_t>(v >> 32) : 0u;
-}
-template <std::size_t N>
-inline void get_port(const VlWide<N>& port, uint32_t* w, int n) {
-    for (int i = 0; i < n; ++i) w[i] = (static_cast<std::size_t>(i) < N) ? port[i] : 0u;
-}
-template <typename T>
-inline void zero_port(T& port) { port = 0; }
-template <std::size_t N>
-inline void zero_port(VlWide<N>& port) { for (std::size_t i = 0; i < N; ++i) port[i] = 0u; }
-
-inline uint64_t splitmix64(uint64_t& s) {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-inline void eval_model(Sim* s) {
-#if VM_TRACE
-    s->top->eval();
-#else
-    Vmac_accel___024root___eval(s->top->rootp);
-#endif
-}
-
-inline void settle(Sim* s) {
-    s->top->clk_i = 0;
-    eval_model(s);
-}
-
-inline void edge(Sim* s) {
-#if VM_TRACE
-    if (s->tfp) s->tfp->dump(2 * s->cycle);
-#endif
-    s->top->clk_i = 1;
-    eval_model(s);
-#if VM_TRACE
-    if (s->tfp) s->tfp->dump(2 * s->cycle + 1);
-#endif
-    s->top->clk_i = 0;
-    s->cycle++;
-}
 
 inline void idle_inputs(Sim* s) {
     s->top->cfg_valid_i = 0;
@@ -125,73 +47,15 @@ extern "C" {
 // Port widths of this build, for the Python side to check against MacParams.
 MX_API int mx_in_bits() { return static_cast<int>(8 * sizeof(Vmac_accel::in_data_i)); }
 MX_API int mx_out_bits() { return static_cast<int>(8 * sizeof(Vmac_accel::out_data_o)); }
-MX_API int mx_trace_kind() {
-#if VM_TRACE
-#if VM_TRACE_FST
-    return 2;
-#else
-    return 1;
-#endif
-#else
-    return 0;
-#endif
-}
+MX_API int mx_trace_kind() { return trace_kind(); }
 
-MX_API void* mx_create(const char* trace_path) {
-    Sim* s = new Sim();
-    s->ctx = new VerilatedContext;
-    s->ctx->traceEverOn(trace_path != nullptr);
-    s->top = new Vmac_accel{s->ctx};
-    s->cycle = 0;
-#if VM_TRACE
-    s->tfp = nullptr;
-    if (trace_path) {
-        s->tfp = new MxTrace;
-        s->top->trace(s->tfp, 99);
-        s->tfp->open(trace_path);
-    }
-#endif
-    idle_inputs(s);
-    s->top->rst_ni = 1;
-    s->top->clk_i = 0;
-    s->top->eval();  // the full eval: static and initial blocks, settle (see eval_model)
-    return s;
-}
+MX_API void* mx_create(const char* trace_path) { return sim_create(trace_path); }
 
 // Returns 0, or -1 when writing the waveform failed (it is then incomplete).
-MX_API int mx_destroy(void* p) {
-    Sim* s = static_cast<Sim*>(p);
-    if (!s) return 0;
-    int rc = 0;
-#if VM_TRACE
-    if (s->tfp) {
-        s->tfp->dump(2 * s->cycle);
-        s->tfp->close();
-#if !VM_TRACE_FST
-        if (s->tfp->failed()) rc = -1;
-#endif
-        delete s->tfp;
-    }
-#endif
-    s->top->final();
-    delete s->top;
-    delete s->ctx;
-    delete s;
-    return rc;
-}
+MX_API int mx_destroy(void* p) { return sim_destroy(static_cast<Sim*>(p)); }
 
 // Asynchronous active-low reset held for `cycles` clock edges (not counted by the reports).
-MX_API void mx_reset(void* p, int cycles) {
-    Sim* s = static_cast<Sim*>(p);
-    idle_inputs(s);
-    s->top->rst_ni = 0;
-    for (int i = 0; i < cycles; ++i) {
-        settle(s);
-        edge(s);
-    }
-    s->top->rst_ni = 1;
-    settle(s);
-}
+MX_API void mx_reset(void* p, int cycles) { sim_reset(static_cast<Sim*>(p), cycles); }
 
 // One part of a stream of weight sets (halut's hx_stream without the preload port). Two
 // queues are offered at once, one entry per cycle each:

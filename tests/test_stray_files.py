@@ -195,7 +195,7 @@ _BUILDER = textwrap.dedent("""
         print("ready", flush=True)
         time.sleep(120)
 
-    b._run = stuck
+    b.run_build_step = stuck
     b.build_harness(RtlParams(C=1, K=2, M=1))
 """)
 
@@ -224,7 +224,7 @@ def test_a_killed_build_leaves_a_temp_folder_the_next_build_of_its_key_removes(
     other.mkdir()
 
     monkeypatch.setenv("HALUT_CACHE", str(cache))
-    monkeypatch.setattr(build, "_run", _fake_verilator)
+    monkeypatch.setattr(build, "run_build_step", _fake_verilator)
     res = build.build_harness(RtlParams(C=1, K=2, M=1))  # the same key, built under its lock
     assert res.key == key and not res.cached and res.path.is_file()
     assert sorted(p.name for p in root.iterdir()) == sorted([key, f"{key}.lock", other.name])
