@@ -38,6 +38,7 @@ import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 
@@ -358,28 +359,92 @@ def part_end(counts: np.ndarray | list[int], q: Queues) -> PartEnd:
                                        preload=c[7] - q.pre_start))
 
 
-class BatchSim(StreamDriver):
-    """One instance of the Verilated accelerator in a harness library.
+class CtypesSim(StreamDriver):
+    """One Verilated model in a batch-harness library (emulator/harness_sim.h): its life
+    cycle through the library's ``<prefix>_create``, ``_destroy``, ``_reset``, ``_cycle``
+    and ``_trace_kind``. A subclass names its ``prefix``, declares its own functions in
+    :meth:`_declare` and may check the model after each call in :meth:`_after_call`.
 
-    Parameters
-    ----------
-    library : path of the shared library from :func:`emulator.build.build_harness`
-    trace : path of a VCD/FST file to write the whole run to (the library must be built
-        with that trace kind), or None. The simulator writes a temporary file beside it,
-        renamed over it by ``close()`` (see :class:`TraceFile`)
+    ``trace``: path of a VCD/FST file to write the whole run to (the library must be built
+    with that trace kind), or None. The simulator writes a temporary file beside it, renamed
+    over it by ``close()`` (see :class:`TraceFile`).
     """
 
-    def __init__(self, library: str | os.PathLike[str], trace: str | os.PathLike[str] | None
-                 = None) -> None:
+    prefix = ""
+
+    def __init__(self, library: str | os.PathLike[str],
+                 trace: str | os.PathLike[str] | None = None) -> None:
         self._sim: int | None = None
         self._trace: TraceFile | None = None
         self._lib = ctypes.CDLL(str(library))
-        lib = self._lib
-        lib.hx_create.restype = ctypes.c_void_p
-        lib.hx_create.argtypes = [ctypes.c_char_p]
-        lib.hx_destroy.argtypes = [ctypes.c_void_p]
-        lib.hx_destroy.restype = ctypes.c_int
-        lib.hx_reset.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        create, destroy, reset = self._fn("create"), self._fn("destroy"), self._fn("reset")
+        create.restype, create.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
+        destroy.restype, destroy.argtypes = ctypes.c_int, [ctypes.c_void_p]
+        reset.restype, reset.argtypes = None, [ctypes.c_void_p, ctypes.c_int]
+        self._fn("cycle").restype = ctypes.c_int64
+        self._fn("cycle").argtypes = [ctypes.c_void_p]
+        self._fn("trace_kind").restype = ctypes.c_int
+        self._declare(self._lib)
+        if trace is not None and self._fn("trace_kind")() == 0:
+            raise HalutError("this harness build has no tracing; build it with trace=True")
+        if trace is not None:
+            self._trace = TraceFile(trace)
+        path = None if self._trace is None else os.fsencode(self._trace.temp)
+        self._sim = create(path)
+
+    def _fn(self, name: str) -> Any:
+        return getattr(self._lib, f"{self.prefix}_{name}")
+
+    def _declare(self, lib: ctypes.CDLL) -> None:
+        """Declare the library's own functions (argument and result types), check it."""
+
+    def _after_call(self) -> None:
+        """Called after each call into the model (assertion builds raise from here)."""
+
+    def _handle(self) -> int:
+        if self._sim is None:
+            raise HalutError("the simulation is closed")
+        return self._sim
+
+    def reset(self, cycles: int = RESET_CYCLES) -> None:
+        """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
+        self._fn("reset")(self._handle(), int(cycles))
+        self._after_call()
+
+    @property
+    def cycle(self) -> int:
+        """Clock cycles since construction (reset included)."""
+        return int(self._fn("cycle")(self._handle()))
+
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the run: close the trace and, with ``keep``, rename it over the waveform
+        path (HalutError when the simulator wrote nothing); without, remove it."""
+        written = True
+        if self._sim is not None:
+            written = self._fn("destroy")(self._sim) == 0
+            self._sim = None
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.finish(keep=keep, written=written)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(keep=exc_type is None)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(HalutError, AttributeError):
+            self.close(keep=False)  # never closed: not a finished run
+
+
+class BatchSim(CtypesSim):
+    """One instance of the Verilated accelerator in a harness library
+    (:func:`emulator.build.build_harness`); ``trace`` as :class:`CtypesSim`."""
+
+    prefix = "hx"
+
+    def _declare(self, lib: ctypes.CDLL) -> None:
         lib.hx_config.restype = ctypes.c_int64
         p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
         p64 = ctypes.POINTER(ctypes.c_int64)
@@ -398,28 +463,9 @@ class BatchSim(StreamDriver):
             ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int64,
             ctypes.POINTER(ctypes.c_int32), ctypes.c_int, ctypes.c_int, ctypes.c_int,
             ctypes.c_float, p32, ctypes.c_int]
-        lib.hx_cycle.restype = ctypes.c_int64
-        lib.hx_cycle.argtypes = [ctypes.c_void_p]
-        lib.hx_trace_kind.restype = ctypes.c_int
-        if trace is not None and lib.hx_trace_kind() == 0:
-            raise HalutError("this harness build has no tracing; build it with trace=True")
-        if trace is not None:
-            self._trace = TraceFile(trace)
-        path = None if self._trace is None else os.fsencode(self._trace.temp)
         # a build with the RTL's assertions (emulator.verilator.assert_flags): a failure is
         # recorded and raised as a HalutError when the call into the model returns
         self._assert_check = assertion_check(lib)
-        self._sim = lib.hx_create(path)
-
-    def _handle(self) -> int:
-        if self._sim is None:
-            raise HalutError("the simulation is closed")
-        return self._sim
-
-    def reset(self, cycles: int = RESET_CYCLES) -> None:
-        """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
-        self._lib.hx_reset(self._handle(), int(cycles))
-        self._check_assertions()
 
     def config(self, writes: ConfigWrites, max_idle: int = 10_000) -> int:
         """Take the configuration ``writes`` alone, one per cycle when ``cfg_ready_o``;
@@ -428,7 +474,7 @@ class BatchSim(StreamDriver):
         cycles = int(self._lib.hx_config(self._handle(), _ptr(a, ctypes.c_uint32),
                                          _ptr(w, ctypes.c_uint32), w.shape[1], a.size,
                                          max_idle))
-        self._check_assertions()
+        self._after_call()
         if cycles < 0:
             raise HalutError(f"the accelerator refused configuration writes for {max_idle} "
                              "cycles")
@@ -494,7 +540,7 @@ class BatchSim(StreamDriver):
             q.cfg_start, q.gate, _ptr(pre, ctypes.c_int64), pre.size, q.pre_start,
             _ptr(counts, ctypes.c_int64))
         end = part_end(counts, q)
-        self._check_assertions()  # the cause of a hang or an extra result, if any
+        self._after_call()  # the cause of a hang or an extra result, if any
         if rc == -1:
             raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
                              f"{end.counts.stream} of {b.shape[0]} beats in")
@@ -502,33 +548,7 @@ class BatchSim(StreamDriver):
             raise HalutError("the accelerator produced more results than rows streamed")
         return end
 
-    def _check_assertions(self) -> None:
+    def _after_call(self) -> None:
         """Raise the first RTL assertion that failed in the last call (assertion builds)."""
         if self._assert_check is not None:
             self._assert_check(None)
-
-    @property
-    def cycle(self) -> int:
-        """Clock cycles since construction (reset included)."""
-        return int(self._lib.hx_cycle(self._handle()))
-
-    def close(self, *, keep: bool = True) -> None:
-        """Finish the run: close the trace and, with ``keep``, rename it over the waveform
-        path (HalutError when the simulator wrote nothing); without, remove it."""
-        written = True
-        if self._sim is not None:
-            written = self._lib.hx_destroy(self._sim) == 0
-            self._sim = None
-        trace, self._trace = self._trace, None
-        if trace is not None:
-            trace.finish(keep=keep, written=written)
-
-    def __enter__(self) -> BatchSim:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.close(keep=exc_type is None)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(HalutError):
-            self.close(keep=False)  # never closed: not a finished run

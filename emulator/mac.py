@@ -14,7 +14,6 @@ stream. Cycles are counted as for halut_accel (emulator/cycles.py) and
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 from collections.abc import Sequence
@@ -39,13 +38,11 @@ from emulator.build import (
 )
 from emulator.cycles import CycleReport, JobShape, model_cycles
 from emulator.harness import (
-    RESET_CYCLES,
+    CtypesSim,
     Handshake,
     PartEnd,
     Queues,
     SimStream,
-    StreamDriver,
-    TraceFile,
     config_arrays,
     part_end,
     rng_state,
@@ -387,7 +384,7 @@ def _ptr(a: np.ndarray | None, ctype: type) -> object:
     return a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
-class MacSim(StreamDriver):
+class MacSim(CtypesSim):
     """One instance of the Verilated ``mac_accel`` in a :func:`build_mac_harness` library,
     driven like halut's :class:`emulator.harness.BatchSim` (same handshake stimulus, same
     counts; no preload port).
@@ -400,21 +397,16 @@ class MacSim(StreamDriver):
         that trace kind), or None; written beside it and renamed over it by ``close()``
     """
 
+    prefix = "mx"
+
     def __init__(self, library: str | os.PathLike[str], params: MacParams,
                  trace: str | os.PathLike[str] | None = None) -> None:
-        self._sim: int | None = None
-        self._trace: TraceFile | None = None
         self.params = params
-        lib = ctypes.CDLL(str(library))
-        self._lib = lib
+        super().__init__(library, trace)
+
+    def _declare(self, lib: ctypes.CDLL) -> None:
         p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
         p64 = ctypes.POINTER(ctypes.c_int64)
-        lib.mx_create.restype = ctypes.c_void_p
-        lib.mx_create.argtypes = [ctypes.c_char_p]
-        lib.mx_destroy.restype = ctypes.c_int
-        lib.mx_destroy.argtypes = [ctypes.c_void_p]
-        lib.mx_reset.restype = None
-        lib.mx_reset.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.mx_stream.restype = ctypes.c_int
         lib.mx_stream.argtypes = [
             ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
@@ -422,31 +414,15 @@ class MacSim(StreamDriver):
             ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
             ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
             p32, p32, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, p64]
-        lib.mx_cycle.restype = ctypes.c_int64
-        lib.mx_cycle.argtypes = [ctypes.c_void_p]
-        for name in ("mx_in_bits", "mx_out_bits", "mx_trace_kind"):
+        for name in ("mx_in_bits", "mx_out_bits"):
             getattr(lib, name).restype = ctypes.c_int
         in_words = -(-int(lib.mx_in_bits()) // 32)
         out_words = -(-int(lib.mx_out_bits()) // 32)
+        params = self.params
         if (in_words, out_words) != (params.in_words, params.out_lanes):
             raise HalutError(f"the model's ports ({in_words} input, {out_words} output words) "
                              f"do not fit {params.tag()} ({params.in_words}, "
                              f"{params.out_lanes}): built for other parameters?")
-        if trace is not None and lib.mx_trace_kind() == 0:
-            raise HalutError("this harness build has no tracing; build it with trace=True")
-        if trace is not None:
-            self._trace = TraceFile(trace)
-        path = None if self._trace is None else os.fsencode(self._trace.temp)
-        self._sim = lib.mx_create(path)
-
-    def _handle(self) -> int:
-        if self._sim is None:
-            raise HalutError("the simulation is closed")
-        return self._sim
-
-    def reset(self, cycles: int = RESET_CYCLES) -> None:
-        """Hold ``rst_ni`` low for ``cycles`` clock edges (not counted in cycle reports)."""
-        self._lib.mx_reset(self._handle(), int(cycles))
 
     def stream_part(self, beats: np.ndarray, out: np.ndarray, *, out_start: int = 0,
                     t0: int = 0, final: bool = True, valid: Handshake = Handshake(),  # noqa: B008
@@ -486,32 +462,6 @@ class MacSim(StreamDriver):
         if rc == -2:
             raise HalutError("the MAC produced more results than rows streamed")
         return end
-
-    @property
-    def cycle(self) -> int:
-        """Clock cycles since construction (reset included)."""
-        return int(self._lib.mx_cycle(self._handle()))
-
-    def close(self, *, keep: bool = True) -> None:
-        """Finish the run: close the trace and, with ``keep``, rename it over the waveform
-        path; without, remove it."""
-        written = True
-        if self._sim is not None:
-            written = self._lib.mx_destroy(self._sim) == 0
-            self._sim = None
-        trace, self._trace = self._trace, None
-        if trace is not None:
-            trace.finish(keep=keep, written=written)
-
-    def __enter__(self) -> MacSim:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.close(keep=exc_type is None)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(HalutError):
-            self.close(keep=False)
 
 
 # ---- running a layer ---------------------------------------------------------------------------
