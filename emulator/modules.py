@@ -102,6 +102,26 @@ def _float_view(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
     return t.detach().as_subclass(HalutFloatWeight)
 
 
+#: the backends that compute from the hardware program alone, reading only its split
+#: dimensions of each input row
+PROGRAM_BACKENDS = ("golden", "rtl", "gpu")
+
+
+def compact_program(program: HardwareProgram) -> tuple[np.ndarray, HardwareProgram]:
+    """(``used``, the same program over just the input columns ``used``): the columns its
+    trees split on (padded with others up to C, a program's least D), its ``dims``
+    renumbered into them. On rows ``A[:, used]`` it computes exactly what ``program``
+    computes on rows ``A``: an encoder reads nothing else."""
+    used = np.unique(program.dims)
+    if used.size < program.C:
+        spare = np.setdiff1d(np.arange(program.D), used)[:program.C - used.size]
+        used = np.concatenate([used, spare])
+    index = np.zeros(program.D, dtype=np.int64)
+    index[used] = np.arange(used.size)
+    dims = index[program.dims].astype(program.dims.dtype)
+    return used, dataclasses.replace(program, dims=dims, D=int(used.size))
+
+
 class _HalutBackend(nn.Module):
     """The backend a halut module computes on: ``backend``, ``backend_options``,
     ``set_backend``, ``last_result``."""
@@ -547,15 +567,26 @@ class _HalutConv(_HalutBackend):
             if self.backend == "float":  # torch's own convolution on the float weights
                 self.last_result, self.last_results = None, []
                 return self._float_forward(X).to(x.device, x.dtype)
-            rows = im2col(X, g)
             spatial = output_spatial(g, X.shape)
             groups = self._groups()
             backend = self._backend_for(groups[0].program)
             results = []
-            for i, grp in enumerate(groups):
-                grows = rows if g.groups == 1 else np.ascontiguousarray(
-                    rows[:, g.group_columns(i)])
-                results.append(run_matrix(backend, grp.layer_model(), grows))
+            if self.backend in PROGRAM_BACKENDS and all(grp.program is not None
+                                                        for grp in groups):
+                # these backends read only the programs' split dimensions: gather just those
+                # im2col columns (a fraction of each patch) and run the programs on them
+                for i, grp in enumerate(groups):
+                    assert grp.program is not None
+                    used, program = compact_program(grp.program)
+                    first = g.group_columns(i).start
+                    grows = im2col(X, g, columns=first + used)
+                    results.append(run_matrix(backend, LayerModel(program=program), grows))
+            else:
+                rows = im2col(X, g)
+                for i, grp in enumerate(groups):
+                    grows = rows if g.groups == 1 else np.ascontiguousarray(
+                        rows[:, g.group_columns(i)])
+                    results.append(run_matrix(backend, grp.layer_model(), grows))
             self.last_results = results
             self.last_result = merge_group_results(results)
             out = rows_to_channels_first(self.last_result.y, X.shape[0], spatial)

@@ -346,20 +346,23 @@ def output_spatial(geometry: ConvGeometry, shape: Sequence[int]) -> tuple[int, .
     return geometry.output_size(int(shape[2]), int(shape[3]))
 
 
-def im2col(X: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
+def im2col(X: np.ndarray, geometry: ConvGeometry, columns: np.ndarray | None = None
+           ) -> np.ndarray:
     """Patches of ``X`` as matrix rows, in the feature order of ``weight.reshape(Cout, -1)``.
 
     Parameters
     ----------
     X : (N, Cin, H, W) float array ((N, Cin, L) for a Conv1dGeometry)
     geometry : the convolution
+    columns : only these columns, in this order (1-D integer array): the features a
+        program reads (its split dimensions), without the rest of each patch
 
     Returns
     -------
     (N * Hout * Wout, Cin * kh * kw) float32; row ``(n * Hout + i) * Wout + j`` is the patch of
     output pixel (i, j) of image n, column ``(cin * kh + di) * kw + dj`` (1-D: row
     ``n * Lout + i``, column ``cin * k + dj``). Group g's columns are
-    ``geometry.group_columns(g)``.
+    ``geometry.group_columns(g)``. With ``columns``: (N * Hout * Wout, len(columns)).
     """
     X = check_conv_input(X, geometry)
     if isinstance(geometry, Conv1dGeometry):
@@ -369,6 +372,8 @@ def im2col(X: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
     (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_size, geometry.stride, geometry.dilation
     pads = ((0, 0), (0, 0), *geometry.pads)
     Xp = np.pad(X, pads, mode=PADDING_MODES[geometry.padding_mode])  # type: ignore[call-overload]
+    if columns is not None:
+        return _im2col_columns(Xp, np.asarray(columns), (N, Cin, Hout, Wout), geometry)
     cols = np.empty((N, Hout, Wout, Cin, kh, kw), dtype=np.float32)
     for di in range(kh):
         for dj in range(kw):
@@ -376,6 +381,26 @@ def im2col(X: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
             patch = Xp[:, :, r0:r0 + sh * (Hout - 1) + 1:sh, c0:c0 + sw * (Wout - 1) + 1:sw]
             cols[:, :, :, :, di, dj] = patch.transpose(0, 2, 3, 1)
     return cols.reshape(N * Hout * Wout, Cin * kh * kw)
+
+
+def _im2col_columns(Xp: np.ndarray, columns: np.ndarray, shape: tuple[int, int, int, int],
+                    geometry: Conv2dGeometry) -> np.ndarray:
+    """:func:`im2col`'s ``columns`` of the padded input ``Xp``: one strided slice per kernel
+    offset, over just the channels whose column at that offset is asked for."""
+    N, Cin, Hout, Wout = shape
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel_size, geometry.stride, geometry.dilation
+    if columns.ndim != 1 or not np.issubdtype(columns.dtype, np.integer) or (
+            columns.size and (columns.min() < 0 or columns.max() >= Cin * kh * kw)):
+        raise HalutError(f"im2col columns must be integers in [0, {Cin * kh * kw})")
+    cin, rest = np.divmod(columns, kh * kw)
+    di, dj = np.divmod(rest, kw)
+    out = np.empty((N, Hout, Wout, columns.size), dtype=np.float32)
+    for a, b in sorted(set(zip(di.tolist(), dj.tolist(), strict=True))):
+        at = np.nonzero((di == a) & (dj == b))[0]
+        r0, c0 = a * dh, b * dw
+        patch = Xp[:, cin[at], r0:r0 + sh * (Hout - 1) + 1:sh, c0:c0 + sw * (Wout - 1) + 1:sw]
+        out[:, :, :, at] = patch.transpose(0, 2, 3, 1)
+    return out.reshape(N * Hout * Wout, columns.size)
 
 
 def rows_to_channels_first(Y: np.ndarray, N: int, spatial: Sequence[int]) -> np.ndarray:

@@ -8,6 +8,7 @@ emulator/modules.py)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 
@@ -332,3 +333,37 @@ def test_grouped_conv_on_rtl_is_bit_exact_with_golden_per_group() -> None:
     np.testing.assert_array_equal(rtl.y.view(np.uint32), gold.y.view(np.uint32))
     np.testing.assert_array_equal(rtl.acc, gold.acc)
     assert rtl.cycles is not None and rtl.cycles.stream == 2 * 16 * 2  # groups * rows * C
+
+
+@pytest.mark.parametrize("geometry, shape", [
+    (Conv2dGeometry(6, (3, 3), (2, 1), (1, 2), (1, 2), 2, "reflect"), (3, 6, 9, 11)),
+    (Conv2dGeometry(4, (1, 3), padding="same"), (2, 4, 5, 7)),
+])
+def test_im2col_of_chosen_columns_is_those_columns(geometry: Conv2dGeometry,
+                                                   shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal(shape).astype(np.float32)
+    full = im2col(X, geometry)
+    cols = rng.choice(full.shape[1], size=min(9, full.shape[1]), replace=False)
+    assert np.array_equal(im2col(X, geometry, columns=cols), full[:, cols])
+    with pytest.raises(HalutError, match="im2col columns"):
+        im2col(X, geometry, columns=np.array([full.shape[1]]))
+
+
+@pytest.mark.parametrize("same_dims", [False, True])
+def test_a_compact_program_computes_the_same_on_its_columns(same_dims: bool) -> None:
+    """What the conv forward runs for golden/rtl/gpu: the program over just its split
+    columns gives the very bits the whole program gives on whole rows (padded up to C
+    columns when the trees share them)."""
+    from emulator.modules import compact_program
+    from emulator.vectors import random_activations, random_program
+
+    rng = np.random.default_rng(2)
+    program = random_program(rng, 4, 4, 3, 30, "fp16", "fp16")
+    if same_dims:
+        program = dataclasses.replace(program, dims=np.full_like(program.dims, 7))
+    A = random_activations(rng, program, 50)
+    used, small = compact_program(program)
+    assert small.D == used.size >= program.C and small.D < program.D
+    want, got = golden.run(program, A), golden.run(small, np.ascontiguousarray(A[:, used]))
+    assert np.array_equal(want.y.view(np.uint32), got.y.view(np.uint32))
