@@ -107,15 +107,19 @@ def _float_view(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
 PROGRAM_BACKENDS = ("golden", "rtl", "gpu")
 
 
-def compact_program(program: HardwareProgram) -> tuple[np.ndarray, HardwareProgram]:
+def compact_program(program: HardwareProgram, period: int = 1
+                    ) -> tuple[np.ndarray, HardwareProgram]:
     """(``used``, the same program over just the input columns ``used``): the columns its
     trees split on (padded with others up to C, a program's least D), its ``dims``
     renumbered into them. On rows ``A[:, used]`` it computes exactly what ``program``
-    computes on rows ``A``: an encoder reads nothing else."""
+    computes on rows ``A``: an encoder reads nothing else. ``used`` is ordered by column
+    modulo ``period``, then column (for im2col: ``period`` = the kernel's area, so that the
+    columns of one kernel offset are adjacent and gathered by one slice)."""
     used = np.unique(program.dims)
     if used.size < program.C:
         spare = np.setdiff1d(np.arange(program.D), used)[:program.C - used.size]
         used = np.concatenate([used, spare])
+    used = used[np.lexsort((used, used % period))]
     index = np.zeros(program.D, dtype=np.int64)
     index[used] = np.arange(used.size)
     dims = index[program.dims].astype(program.dims.dtype)
@@ -577,7 +581,7 @@ class _HalutConv(_HalutBackend):
                 # im2col columns (a fraction of each patch) and run the programs on them
                 for i, grp in enumerate(groups):
                     assert grp.program is not None
-                    used, program = compact_program(grp.program)
+                    used, program = compact_program(grp.program, g.kernel_area)
                     first = g.group_columns(i).start
                     grows = im2col(X, g, columns=first + used)
                     results.append(run_matrix(backend, LayerModel(program=program), grows))

@@ -145,7 +145,12 @@ class Conv2dGeometry:
     @property
     def group_patch_size(self) -> int:
         """D of each group's MADDNESS problem: in_channels / groups * kh * kw."""
-        return self.group_channels * self.kernel_size[0] * self.kernel_size[1]
+        return self.group_channels * self.kernel_area
+
+    @property
+    def kernel_area(self) -> int:
+        """kh * kw: the im2col columns of one input channel."""
+        return self.kernel_size[0] * self.kernel_size[1]
 
     def group_columns(self, g: int) -> slice:
         """The im2col columns of group ``g`` (its input channels' patches)."""
@@ -267,7 +272,12 @@ class Conv1dGeometry:
     @property
     def group_patch_size(self) -> int:
         """D of each group's MADDNESS problem: in_channels / groups * k."""
-        return self.group_channels * self.kernel_size
+        return self.group_channels * self.kernel_area
+
+    @property
+    def kernel_area(self) -> int:
+        """k: the im2col columns of one input channel."""
+        return self.kernel_size
 
     def group_columns(self, g: int) -> slice:
         return self.as_2d.group_columns(g)
@@ -395,11 +405,18 @@ def _im2col_columns(Xp: np.ndarray, columns: np.ndarray, shape: tuple[int, int, 
     cin, rest = np.divmod(columns, kh * kw)
     di, dj = np.divmod(rest, kw)
     out = np.empty((N, Hout, Wout, columns.size), dtype=np.float32)
-    for a, b in sorted(set(zip(di.tolist(), dj.tolist(), strict=True))):
-        at = np.nonzero((di == a) & (dj == b))[0]
-        r0, c0 = a * dh, b * dw
-        patch = Xp[:, cin[at], r0:r0 + sh * (Hout - 1) + 1:sh, c0:c0 + sw * (Wout - 1) + 1:sw]
-        out[:, :, :, at] = patch.transpose(0, 2, 3, 1)
+    # runs of columns at one kernel offset: one strided slice each (a run is the whole
+    # offset's share when the columns come in offset order, as compact_program orders them)
+    starts = np.flatnonzero(np.diff(rest, prepend=-1) != 0)
+    for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), columns.size], strict=True):
+        r0, c0 = int(di[lo]) * dh, int(dj[lo]) * dw
+        chans = cin[lo:hi]
+        rows_ = slice(r0, r0 + sh * (Hout - 1) + 1, sh)
+        cols_ = slice(c0, c0 + sw * (Wout - 1) + 1, sw)
+        patch = (Xp[:, int(chans[0]):int(chans[-1]) + 1, rows_, cols_]
+                 if hi - lo == int(chans[-1]) - int(chans[0]) + 1
+                 and np.all(np.diff(chans) == 1) else Xp[:, chans, rows_, cols_])
+        out[:, :, :, lo:hi] = patch.transpose(0, 2, 3, 1)
     return out.reshape(N * Hout * Wout, columns.size)
 
 
