@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -221,6 +222,17 @@ def test_eval_on_a_chosen_chip_with_energy_per_inference(tmp_path: Path) -> None
     assert t["energy_per_image_nj"] == row["energy_per_image_nj"]
     assert t["energy_tops_per_w"] == t["mac_ops_per_image"] / (t["energy_per_image_nj"]
                                                                * 1e-9) / 1e12
+    # the same bundle's layer as a `halut hw power --bundle` workload on that chip
+    from flows.hw.power import halut_workload
+    from learning.errors import HalutError
+
+    wl = halut_workload(chip, bundle=net, layer="fc3", rows=4)
+    assert (wl.kind, wl.source, wl.rows) == ("bundle", f"{net}:fc3", 4)
+    fc3_inputs = row["D"]
+    assert wl.M == 10
+    assert fc3_inputs == wl.D
+    with pytest.raises(HalutError, match="no layer 'nope'"):
+        halut_workload(chip, bundle=net, layer="nope")
     r = CliRunner().invoke(main, [*base, *chip_args, "--energy", f"fc3={power}"])
     assert r.exit_code == 0, r.output  # a layer's own record; the human trace says it
     assert "nJ per image" in r.stdout and "fc3 " in r.stdout.split("energy:")[1]
