@@ -32,11 +32,11 @@ from flows.hw.report import NOT_RECORDED, NOT_RUN, Figure, build, render
 from flows.hw.sta import run_sta
 from flows.hw.sweep import GridAxis, SweepResult, SweepRow, SweepSettings
 from flows.hw.synth import synthesize
+from tests.browser import headless_page
 
 pytestmark = pytest.mark.xdist_group("hw_report")
 
 TINY = RtlParams(C=2, K=2, M=1, threshold_format="int8", lut_format="int8")
-CHROMIUM = Path("/usr/bin/chromium")
 WORKLOAD = {"kind": "random", "source": "seed 0", "rows": 64, "D": 4, "M": 1, "cycles": 200}
 
 
@@ -255,60 +255,35 @@ def test_a_sweep_is_one_table_and_its_plots(tmp_path: Path) -> None:
     assert "1" in ticks and "2" in ticks and "1.5" not in ticks
 
 
-def _browser_or_skip() -> Any:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium, or `make apt`)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright for Python is missing (pip install -e .[dev])")
-    return sync_playwright
-
-
 def test_the_report_in_headless_chromium(run: Path, tmp_path: Path) -> None:
-    sync_playwright = _browser_or_skip()
     out = tmp_path / "report.html"
     r = CliRunner().invoke(main, ["hw", "report", str(run), "-o", str(out)])
     assert r.exit_code == 0, r.output
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-            page.on("request", lambda q: requests.append(q.url))
-            page.goto(out.as_uri())
-            # the summary is the first section, right under the title
-            first = page.eval_on_selector("body > section", "s => s.id")
-            assert first == "summary"
-            assert page.eval_on_selector_all(
-                "body > section", "ss => ss.map(s => s.id)") == ["summary", "plots", "detail"]
-            cells = page.eval_on_selector_all(
-                "#summary td[data-file]",
-                "tds => tds.map(t => [t.closest('tr').dataset.figure, t.dataset.file, "
-                "t.dataset.key, t.dataset.json, t.innerText])")
-            shown = {c[0]: c for c in cells}
-            for key, (file, jkey, factor) in EXPECTED.items():
-                _, f, k, raw, text = shown[key]
-                assert (f, k) == (file, jkey), key
-                want = _json_at(run, Figure(key, "", "", "", f, k))
-                assert json.loads(raw) == want, key
-                assert _shown(text) == pytest.approx(want * factor, rel=2e-3), (key, text)
-            # every plot is drawn with a size
-            boxes = page.eval_on_selector_all(
-                "#plots svg", "ss => ss.map(s => { const r = s.getBoundingClientRect(); "
-                "return [r.width, r.height, s.querySelectorAll('rect,polyline').length]; })")
-            assert len(boxes) >= 3
-            assert all(w > 100 and h > 100 and n > 0 for w, h, n in boxes), boxes
-            assert "not run" in page.inner_text("#detail-pnr")
-        finally:
-            browser.close()
+    with headless_page(out) as opened:
+        page, errors, requests = opened.page, opened.errors, opened.requests
+        # the summary is the first section, right under the title
+        first = page.eval_on_selector("body > section", "s => s.id")
+        assert first == "summary"
+        assert page.eval_on_selector_all(
+            "body > section", "ss => ss.map(s => s.id)") == ["summary", "plots", "detail"]
+        cells = page.eval_on_selector_all(
+            "#summary td[data-file]",
+            "tds => tds.map(t => [t.closest('tr').dataset.figure, t.dataset.file, "
+            "t.dataset.key, t.dataset.json, t.innerText])")
+        shown = {c[0]: c for c in cells}
+        for key, (file, jkey, factor) in EXPECTED.items():
+            _, f, k, raw, text = shown[key]
+            assert (f, k) == (file, jkey), key
+            want = _json_at(run, Figure(key, "", "", "", f, k))
+            assert json.loads(raw) == want, key
+            assert _shown(text) == pytest.approx(want * factor, rel=2e-3), (key, text)
+        # every plot is drawn with a size
+        boxes = page.eval_on_selector_all(
+            "#plots svg", "ss => ss.map(s => { const r = s.getBoundingClientRect(); "
+            "return [r.width, r.height, s.querySelectorAll('rect,polyline').length]; })")
+        assert len(boxes) >= 3
+        assert all(w > 100 and h > 100 and n > 0 for w, h, n in boxes), boxes
+        assert "not run" in page.inner_text("#detail-pnr")
     assert errors == [], errors
     assert requests and all(u.startswith(("file://", "data:")) for u in requests), requests
 

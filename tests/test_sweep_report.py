@@ -25,9 +25,9 @@ from emulator.zoo import load_model
 from flows.cli import main
 from flows.sweep import CSV_COLUMNS, SweepOptions, grid_points, parse_grid, run_sweep
 from flows.sweep_report import read_table, render
+from tests.browser import headless_page
 from tests.test_sweep import MODEL_PY, N_IMAGES
 
-CHROMIUM = Path("/usr/bin/chromium")
 GRID = ["C=2,4", "K=4,16", "lut=int8,fp16"]
 
 
@@ -148,112 +148,87 @@ def test_a_missing_run_dir_is_one_line(tmp_path: Path) -> None:
         assert r.stderr.count("\n") == 1
 
 
-def _browser_or_skip() -> Any:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium, or `make apt`)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright for Python is missing (pip install -e .[dev])")
-    return sync_playwright
-
-
 def test_the_explorer_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
-    sync_playwright = _browser_or_skip()
     page_file = tmp_path / "report.html"
     r = CliRunner().invoke(main, ["sweep-report", str(sweep_dir), "-o", str(page_file)])
     assert r.exit_code == 0, r.output
     rows = read_table(sweep_dir / "sweep.csv")
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-            page.on("request", lambda q: requests.append(q.url))
-            page.goto(page_file.as_uri())
-            assert errors == [], errors  # the inline script ran before "load"
-            assert page.query_selector("#fig-heat svg") is not None
+    with headless_page(page_file) as opened:
+        page, errors, requests = opened.page, opened.errors, opened.requests
+        assert errors == [], errors  # the inline script ran before "load"
+        assert page.query_selector("#fig-heat svg") is not None
 
-            def figures() -> dict[str, str]:
-                return {f: page.inner_html(f"#{f}") for f in ("fig-layers", "fig-heat",
-                                                             "fig-lut")}
+        def figures() -> dict[str, str]:
+            return {f: page.inner_html(f"#{f}") for f in ("fig-layers", "fig-heat",
+                                                         "fig-lut")}
 
-            def shown_rows() -> list[dict[str, Any]]:
-                idx = page.eval_on_selector_all("#values tbody tr[data-row]",
-                                                "trs => trs.map(t => +t.dataset.row)")
-                return [rows[i] for i in idx]
+        def shown_rows() -> list[dict[str, Any]]:
+            idx = page.eval_on_selector_all("#values tbody tr[data-row]",
+                                            "trs => trs.map(t => +t.dataset.row)")
+            return [rows[i] for i in idx]
 
-            def cells() -> list[list[str]]:
-                out: list[list[str]] = page.eval_on_selector_all(
-                    "#values tbody tr", "trs => trs.map(t => [...t.cells].map(c => c.innerText))")
-                return out
+        def cells() -> list[list[str]]:
+            out: list[list[str]] = page.eval_on_selector_all(
+                "#values tbody tr", "trs => trs.map(t => [...t.cells].map(c => c.innerText))")
+            return out
 
-            # the first choice of every control: layer 0, C=2, K=4, fp16 / int8, both encoders
-            assert page.input_value("#layer") == "0" and page.input_value("#C") == "2"
-            assert page.input_value("#lut") == "int8"  # the grid's order, not alphabetical
-            first = shown_rows()
-            assert [(r["encoder"], r["layer"], r["C_requested"], r["K"], r["lut_format"])
-                    for r in first] == [("maddness", "0", 2, 4, "int8"), ("pq", "0", 2, 4, None)]
-            mad = cells()[0]
-            assert mad[5] == f"{100 * first[0]['accuracy']:.2f}"
-            assert mad[7] == str(first[0]["lut_bytes"]) and mad[8] == str(
-                first[0]["cycles_per_image"])
-            before = figures()
-            assert before["fig-layers"].count("<polyline") == 4  # {maddness, pq} x C {2, 4}
-            assert "accuracy on the held-out images (%)" in before["fig-layers"]
-            assert "K (prototypes per codebook)" in before["fig-heat"]
-            assert "LUT size (bytes" in before["fig-lut"]
-            # the heat map's cells hold the layer's NMSE at the chosen formats
-            heat = page.eval_on_selector_all("#fig-heat svg rect title",
-                                             "ts => ts.map(t => t.textContent)")
-            m4 = next(r for r in rows if r["encoder"] == "maddness" and r["layer"] == "0"
-                      and r["C_requested"] == 4 and r["K"] == 16 and r["lut_format"] == "int8")
-            assert f"maddness C=4 K=16: NMSE {m4['nmse']:#.4g}" in heat
-            assert sum(1 for t in heat if t.startswith("maddness")) == 4
+        # the first choice of every control: layer 0, C=2, K=4, fp16 / int8, both encoders
+        assert page.input_value("#layer") == "0" and page.input_value("#C") == "2"
+        assert page.input_value("#lut") == "int8"  # the grid's order, not alphabetical
+        first = shown_rows()
+        assert [(r["encoder"], r["layer"], r["C_requested"], r["K"], r["lut_format"])
+                for r in first] == [("maddness", "0", 2, 4, "int8"), ("pq", "0", 2, 4, None)]
+        mad = cells()[0]
+        assert mad[5] == f"{100 * first[0]['accuracy']:.2f}"
+        assert mad[7] == str(first[0]["lut_bytes"]) and mad[8] == str(
+            first[0]["cycles_per_image"])
+        before = figures()
+        assert before["fig-layers"].count("<polyline") == 4  # {maddness, pq} x C {2, 4}
+        assert "accuracy on the held-out images (%)" in before["fig-layers"]
+        assert "K (prototypes per codebook)" in before["fig-heat"]
+        assert "LUT size (bytes" in before["fig-lut"]
+        # the heat map's cells hold the layer's NMSE at the chosen formats
+        heat = page.eval_on_selector_all("#fig-heat svg rect title",
+                                         "ts => ts.map(t => t.textContent)")
+        m4 = next(r for r in rows if r["encoder"] == "maddness" and r["layer"] == "0"
+                  and r["C_requested"] == 4 and r["K"] == 16 and r["lut_format"] == "int8")
+        assert f"maddness C=4 K=16: NMSE {m4['nmse']:#.4g}" in heat
+        assert sum(1 for t in heat if t.startswith("maddness")) == 4
 
-            # another layer: the table, the heat map and the scatter change
-            page.select_option("#layer", "1")
-            after_layer = figures()
-            layer1 = shown_rows()
-            assert {r["layer"] for r in layer1} == {"3"} and len(layer1) == 2
-            assert layer1[0]["nmse"] != first[0]["nmse"]
-            assert after_layer["fig-heat"] != before["fig-heat"]
-            assert after_layer["fig-lut"] != before["fig-lut"]
-            assert after_layer["fig-layers"] != before["fig-layers"]  # the band moves
-            assert "layer 1: 3" in after_layer["fig-heat"]
+        # another layer: the table, the heat map and the scatter change
+        page.select_option("#layer", "1")
+        after_layer = figures()
+        layer1 = shown_rows()
+        assert {r["layer"] for r in layer1} == {"3"} and len(layer1) == 2
+        assert layer1[0]["nmse"] != first[0]["nmse"]
+        assert after_layer["fig-heat"] != before["fig-heat"]
+        assert after_layer["fig-lut"] != before["fig-lut"]
+        assert after_layer["fig-layers"] != before["fig-layers"]  # the band moves
+        assert "layer 1: 3" in after_layer["fig-heat"]
 
-            # another C: the table and the highlighted line change
-            page.select_option("#C", "4")
-            after_c = figures()
-            sel = shown_rows()
-            assert [(r["C_requested"], r["layer"]) for r in sel] == [(4, "3"), (4, "3")]
-            assert cells()[0][1] == "4" and cells()[0] != cells()[1]
-            assert after_c["fig-layers"] != after_layer["fig-layers"]
-            assert "maddness C=4 (chosen C)" in after_c["fig-layers"]
-            assert after_c["fig-heat"] != after_layer["fig-heat"]  # the outlined cell moves
-            page.select_option("#lut", "fp16")
-            assert shown_rows()[0]["lut_format"] == "fp16"
-            assert shown_rows()[0]["lut_bytes"] == 2 * sel[0]["lut_bytes"]
+        # another C: the table and the highlighted line change
+        page.select_option("#C", "4")
+        after_c = figures()
+        sel = shown_rows()
+        assert [(r["C_requested"], r["layer"]) for r in sel] == [(4, "3"), (4, "3")]
+        assert cells()[0][1] == "4" and cells()[0] != cells()[1]
+        assert after_c["fig-layers"] != after_layer["fig-layers"]
+        assert "maddness C=4 (chosen C)" in after_c["fig-layers"]
+        assert after_c["fig-heat"] != after_layer["fig-heat"]  # the outlined cell moves
+        page.select_option("#lut", "fp16")
+        assert shown_rows()[0]["lut_format"] == "fp16"
+        assert shown_rows()[0]["lut_bytes"] == 2 * sel[0]["lut_bytes"]
 
-            # empty states: pq alone has no LUT bytes; no encoder at all has no points
-            page.uncheck("#enc-maddness")
-            assert "no points for this selection" in page.inner_text("#fig-lut")
-            assert "pq has no LUT" in page.inner_text("#fig-lut")
-            assert [r["encoder"] for r in shown_rows()] == ["pq"]
-            page.uncheck("#enc-pq")
-            assert page.inner_text("#values tbody") == "no points for this selection"
-            for f in ("fig-layers", "fig-heat", "fig-lut"):
-                assert "no points for this selection" in page.inner_text(f"#{f}"), f
-            page.check("#enc-maddness")
-            assert page.query_selector("#fig-heat svg") is not None
-        finally:
-            browser.close()
+        # empty states: pq alone has no LUT bytes; no encoder at all has no points
+        page.uncheck("#enc-maddness")
+        assert "no points for this selection" in page.inner_text("#fig-lut")
+        assert "pq has no LUT" in page.inner_text("#fig-lut")
+        assert [r["encoder"] for r in shown_rows()] == ["pq"]
+        page.uncheck("#enc-pq")
+        assert page.inner_text("#values tbody") == "no points for this selection"
+        for f in ("fig-layers", "fig-heat", "fig-lut"):
+            assert "no points for this selection" in page.inner_text(f"#{f}"), f
+        page.check("#enc-maddness")
+        assert page.query_selector("#fig-heat svg") is not None
     assert errors == []
     assert requests and all(u.startswith(("file://", "data:")) for u in requests), requests
