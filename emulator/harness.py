@@ -401,6 +401,45 @@ class CtypesSim(StreamDriver):
     def _after_call(self) -> None:
         """Called after each call into the model (assertion builds raise from here)."""
 
+    #: the simulated design in error messages
+    what = "accelerator"
+
+    def _stream(self, beats: np.ndarray, out: np.ndarray, q: Queues, *, out_start: int,
+                t0: int, final: bool, valid: Handshake, ready: Handshake,
+                rng: np.ndarray | None, max_idle: int, extra: tuple[Any, ...] = ()
+                ) -> PartEnd:
+        """One call of the library's ``<prefix>_stream`` (the stream protocol of
+        :class:`SimStream`; ``extra``: the design's own arguments after the configuration
+        queue's, e.g. halut's preload map), its arguments checked, its failures raised."""
+        b = np.ascontiguousarray(beats, dtype=np.uint32)
+        if b.ndim != 2:
+            raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
+        if out.dtype != np.uint32 or out.ndim != 2 or not out.flags.c_contiguous:
+            raise HalutError("out must be a contiguous (n_out, out_words) uint32 array")
+        ca, cw = config_arrays(q.cfg)
+        counts = np.zeros(8, dtype=np.int64)
+        state = rng if rng is not None else rng_state(0)
+        if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
+            raise HalutError("rng must be a contiguous uint64 array of 2 states")
+        vp, rp = valid.pattern, ready.pattern
+        rc = self._fn("stream")(
+            self._handle(), _ptr(b, ctypes.c_uint32), b.shape[0], b.shape[1],
+            _ptr(out, ctypes.c_uint32), out.shape[0], out.shape[1],
+            _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
+            _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
+            _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
+            out_start, t0, 1 if final else 0,
+            _ptr(ca, ctypes.c_uint32), _ptr(cw, ctypes.c_uint32), cw.shape[1], ca.size,
+            q.cfg_start, q.gate, *extra, _ptr(counts, ctypes.c_int64))
+        end = part_end(counts, q)
+        self._after_call()  # the cause of a hang or an extra result, if any
+        if rc == -1:
+            raise HalutError(f"the {self.what} hung: no handshake for {max_idle} cycles after "
+                             f"{end.counts.stream} of {b.shape[0]} beats in")
+        if rc == -2:
+            raise HalutError(f"the {self.what} produced more results than rows streamed")
+        return end
+
     def _handle(self) -> int:
         if self._sim is None:
             raise HalutError("the simulation is closed")
@@ -515,38 +554,12 @@ class BatchSim(CtypesSim):
         ``queues``; a part that is not ``final`` returns once its last beat is taken (rows
         stay in flight), the final one drains. ``t0``: cycles of the stream before this part
         (the handshake patterns' phase)."""
-        b = np.ascontiguousarray(beats, dtype=np.uint32)
-        if b.ndim != 2:
-            raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
-        if out.dtype != np.uint32 or out.ndim != 2 or not out.flags.c_contiguous:
-            raise HalutError("out must be a contiguous (n_out, out_words) uint32 array")
         q = queues or Queues()
-        ca, cw = config_arrays(q.cfg)
         pre = np.ascontiguousarray(q.pre_map if q.pre_map is not None else np.zeros(0),
                                    dtype=np.int64)
-        counts = np.zeros(8, dtype=np.int64)
-        state = rng if rng is not None else rng_state(0)
-        if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
-            raise HalutError("rng must be a contiguous uint64 array of 2 states")
-        vp, rp = valid.pattern, ready.pattern
-        rc = self._lib.hx_stream(
-            self._handle(), _ptr(b, ctypes.c_uint32), b.shape[0], b.shape[1],
-            _ptr(out, ctypes.c_uint32), out.shape[0], out.shape[1],
-            _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
-            _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
-            _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
-            out_start, t0, 1 if final else 0,
-            _ptr(ca, ctypes.c_uint32), _ptr(cw, ctypes.c_uint32), cw.shape[1], ca.size,
-            q.cfg_start, q.gate, _ptr(pre, ctypes.c_int64), pre.size, q.pre_start,
-            _ptr(counts, ctypes.c_int64))
-        end = part_end(counts, q)
-        self._after_call()  # the cause of a hang or an extra result, if any
-        if rc == -1:
-            raise HalutError(f"the accelerator hung: no handshake for {max_idle} cycles after "
-                             f"{end.counts.stream} of {b.shape[0]} beats in")
-        if rc == -2:
-            raise HalutError("the accelerator produced more results than rows streamed")
-        return end
+        return self._stream(beats, out, q, out_start=out_start, t0=t0, final=final,
+                            valid=valid, ready=ready, rng=rng, max_idle=max_idle,
+                            extra=(_ptr(pre, ctypes.c_int64), pre.size, q.pre_start))
 
     def _after_call(self) -> None:
         """Raise the first RTL assertion that failed in the last call (assertion builds)."""

@@ -43,8 +43,6 @@ from emulator.harness import (
     PartEnd,
     Queues,
     SimStream,
-    config_arrays,
-    part_end,
     rng_state,
 )
 from emulator.hwif import ACC_W, CFG_KIND, CTRL_REG, ConfigWrites, Port
@@ -398,6 +396,7 @@ class MacSim(CtypesSim):
     """
 
     prefix = "mx"
+    what = "MAC"
 
     def __init__(self, library: str | os.PathLike[str], params: MacParams,
                  trace: str | os.PathLike[str] | None = None) -> None:
@@ -432,36 +431,11 @@ class MacSim(CtypesSim):
         (n_beats, in_words) uint32 and the configuration writes of ``queues``, take results
         into ``out[out_start:]`` (uint32, (n_out, out_lanes)); a part that is not ``final``
         returns once its last beat is taken."""
-        b = np.ascontiguousarray(beats, dtype=np.uint32)
-        if b.ndim != 2:
-            raise HalutError(f"beats must be (n_beats, words), got shape {b.shape}")
-        if out.dtype != np.uint32 or out.ndim != 2 or not out.flags.c_contiguous:
-            raise HalutError("out must be a contiguous (n_out, out_words) uint32 array")
         q = queues or Queues()
         if q.pre_map is not None and q.pre_map.size > q.pre_start:
             raise HalutError("mac_accel has no preload port")
-        ca, cw = config_arrays(q.cfg)
-        counts = np.zeros(8, dtype=np.int64)
-        state = rng if rng is not None else rng_state(0)
-        if state.dtype != np.uint64 or state.shape != (2,) or not state.flags.c_contiguous:
-            raise HalutError("rng must be a contiguous uint64 array of 2 states")
-        vp, rp = valid.pattern, ready.pattern
-        rc = self._lib.mx_stream(
-            self._handle(), _ptr(b, ctypes.c_uint32), b.shape[0], b.shape[1],
-            _ptr(out, ctypes.c_uint32), out.shape[0], out.shape[1],
-            _ptr(vp, ctypes.c_uint8), 0 if vp is None else vp.size,
-            _ptr(rp, ctypes.c_uint8), 0 if rp is None else rp.size,
-            _ptr(state, ctypes.c_uint64), valid.threshold, ready.threshold, max_idle,
-            out_start, t0, 1 if final else 0,
-            _ptr(ca, ctypes.c_uint32), _ptr(cw, ctypes.c_uint32), cw.shape[1], ca.size,
-            q.cfg_start, q.gate, _ptr(counts, ctypes.c_int64))
-        end = part_end(counts, q)
-        if rc == -1:
-            raise HalutError(f"the MAC hung: no handshake for {max_idle} cycles after "
-                             f"{end.counts.stream} of {b.shape[0]} beats in")
-        if rc == -2:
-            raise HalutError("the MAC produced more results than rows streamed")
-        return end
+        return self._stream(beats, out, q, out_start=out_start, t0=t0, final=final,
+                            valid=valid, ready=ready, rng=rng, max_idle=max_idle)
 
 
 # ---- running a layer ---------------------------------------------------------------------------
