@@ -83,6 +83,41 @@ inline void idle_inputs(Sim* s) {
 
 }  // namespace
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HX_F16C 1
+#include <immintrin.h>
+
+namespace {
+
+// The fp16 packing of hx_pack with the F16C conversion instruction (vcvtps2ph, round to
+// nearest even: the same bits as f32_to_f16 for every finite input, tests/test_rtl_backend.py
+// checks every rounding edge), chosen at run time where the CPU has it: about 3x faster,
+// and the packing runs beside the simulator on the host's other core.
+__attribute__((target("f16c"))) void pack_fp16_f16c(const float* A, int64_t n_rows,
+                                                      int64_t d, const int32_t* dims, int c,
+                                                      int l, uint32_t* beats, int in_words) {
+    for (int64_t n = 0; n < n_rows; ++n) {
+        const float* row = A + n * d;
+        for (int cb = 0; cb < c; ++cb) {
+            uint32_t* w = beats + (n * c + cb) * in_words;
+            for (int i = 0; i < in_words; ++i) w[i] = 0u;
+            for (int lv = 0; lv < l; ++lv) {
+                const uint32_t v = static_cast<uint16_t>(
+                    _cvtss_sh(row[dims[cb * l + lv]], _MM_FROUND_TO_NEAREST_INT));
+                w[lv / 2] |= v << (16 * (lv % 2));
+            }
+        }
+    }
+}
+
+bool have_f16c() {
+    static const bool ok = __builtin_cpu_supports("f16c");
+    return ok;
+}
+
+}  // namespace
+#endif
+
 #define HX_API extern "C" __attribute__((visibility("default")))
 
 extern "C" {
@@ -249,6 +284,12 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
 // A: (n_rows, d) float32, finite; dims: (c, l) int32 in [0, d); beats: (n_rows*c, in_words).
 HX_API void hx_pack(const float* A, int64_t n_rows, int64_t d, const int32_t* dims, int c,
                     int l, int fmt, float input_scale, uint32_t* beats, int in_words) {
+#if HX_F16C
+    if (fmt == 0 && have_f16c()) {
+        pack_fp16_f16c(A, n_rows, d, dims, c, l, beats, in_words);
+        return;
+    }
+#endif
     const int feat_w = fmt == 0 ? 16 : 8;
     for (int64_t n = 0; n < n_rows; ++n) {
         const float* row = A + n * d;
