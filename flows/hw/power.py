@@ -27,16 +27,20 @@ measures the activity instead:
    ``sta::set_power_pin_activity``, and ``sta::set_power_input_port_activity`` for the
    input ports; OpenSTA divides the activity by the clock period). A zero-delay simulation
    has no glitches: the figures are functional activity (as OpenSTA propagates it too).
-4. **OpenSTA** reads the power netlist, the project's SDC at the clock, reports the power
-   with its default activity (the *vectorless* figures, kept beside), then annotates every
-   net's pins and input port with its measured activity and reports again. The clock net
-   is left to OpenSTA (clock activity).
+4. **OpenSTA** reads the power netlist with its inputs registered (:func:`isolate_inputs`:
+   OpenSTA 2.0.17 would otherwise overwrite the annotation of everything an input port
+   reaches with activity it propagates from the ports) and a clock at the requested
+   frequency, reports the power with its default activity (the *vectorless* figures, kept
+   beside), then annotates every net's pins with its measured activity and reports again;
+   the isolation flip-flops' own power is subtracted from both. The clock net is left to
+   OpenSTA (clock activity).
 
 Figures (``power.json``, :class:`PowerResult`): power (internal, switching, leakage,
-total, W) both ways; energy per cycle (total power x period) and per row (energy of the
-run / rows); throughput as MAC-equivalent operations, ``2 * D * M`` per row of a layer
-with D inputs and M outputs, over the run's cycles at the clock (TOp/s) and per watt
-(TOp/s/W). The clock defaults to the fmax of ``halut hw sta`` on the same synthesis.
+total, W) both ways; energy per cycle (total power x period), per row (energy of the
+run / rows) and per layer (per row x the layer's rows); throughput as MAC-equivalent
+operations, ``2 * D * M`` per row of a layer with D inputs and M outputs, over the run's
+cycles at the clock (TOp/s) and per watt (TOp/s/W). The clock defaults to the fmax of
+``halut hw sta`` on the same synthesis.
 """
 
 from __future__ import annotations
