@@ -133,9 +133,7 @@ def _bits_of(item: str) -> list[str]:
     item = item.strip()
     sl = _SLICE.match(item)
     if sl:
-        name, hi, lo = sl.group(1), int(sl.group(2)), int(sl.group(3))
-        step = -1 if hi >= lo else 1
-        return [f"{name}[{i}]" for i in range(hi, lo + step, step)]
+        return bus_bits(sl.group(1), int(sl.group(2)), int(sl.group(3)))
     m = _CONST.match(item)
     if not m:
         return [item]
@@ -252,9 +250,13 @@ def _bit_names(reference: str, bit_index: Any, size: int) -> list[str]:
         return [reference]
     if not isinstance(bit_index, tuple):
         raise HalutError(f"VCD variable {reference} has {size} bits but no range")
-    msb, lsb = bit_index
+    return bus_bits(reference, *bit_index)
+
+
+def bus_bits(name: str, msb: int, lsb: int) -> list[str]:
+    """``name[msb:lsb]`` as one-bit names, ``msb`` first (either index may be the larger)."""
     step = -1 if msb >= lsb else 1
-    return [f"{reference}[{i}]" for i in range(msb, lsb + step, step)]
+    return [f"{name}[{i}]" for i in range(msb, lsb + step, step)]
 
 
 def read_activity(stream: io.BufferedIOBase, scope: Sequence[str], clock: str = CLOCK,
