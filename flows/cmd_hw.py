@@ -44,7 +44,7 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _setup(command: str, params: tuple[str, ...], run_dir: Path | None
+def setup_run(command: str, params: tuple[str, ...], run_dir: Path | None
            ) -> tuple[RtlParams, Path]:
     from flows.hw.common import run_dir_for
     from learning.atomic import check_writable
@@ -55,7 +55,7 @@ def _setup(command: str, params: tuple[str, ...], run_dir: Path | None
     return p, d
 
 
-def _sources(rtl: tuple[Path, ...]) -> list[Path] | None:
+def rtl_option(rtl: tuple[Path, ...]) -> list[Path] | None:
     """The ``--rtl`` list (None: ``rtl/halut.f``), every file checked to exist up front."""
     from flows.hw.common import rtl_sources
 
@@ -64,7 +64,7 @@ def _sources(rtl: tuple[Path, ...]) -> list[Path] | None:
     return sources
 
 
-def _check_settings(period: float | None = None, io_fraction: float | None = None,
+def check_settings(period: float | None = None, io_fraction: float | None = None,
                     timeout: float | None = None) -> None:
     """One-line errors for a bad ``--period``, ``--io-fraction`` or ``--timeout``, before any
     tool runs."""
@@ -77,14 +77,14 @@ def _check_settings(period: float | None = None, io_fraction: float | None = Non
     check_timeout(timeout)
 
 
-def _check_liberty(liberty: Path | None) -> None:
+def check_liberty(liberty: Path | None) -> None:
     if liberty is not None and not liberty.is_file():
         raise HalutError(f"Liberty file {liberty} not found")
 
 
 @click.group("hw")
 def hw() -> None:
-    """Hardware flows: lint, synth, sta, pnr, gls, sweep, report."""
+    """Hardware flows: lint, synth, sta, pnr, gls, power, compare, sweep, report."""
 
 
 @hw.command("lint")
@@ -94,8 +94,8 @@ def lint_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...
     """Verilator --lint-only -Wall over the RTL; exit 1 on any warning or error."""
     from flows.hw.lint import lint
 
-    sources = _sources(rtl)
-    p, d = _setup("lint", params, run_dir)
+    sources = rtl_option(rtl)
+    p, d = setup_run("lint", params, run_dir)
     res = lint(p, d, sources=sources)
     if as_json:
         _emit(res.to_dict())
@@ -123,10 +123,10 @@ def synth_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
     from flows.hw.common import fmt_table
     from flows.hw.synth import synthesize
 
-    _check_settings(period)
-    _check_liberty(liberty)
-    sources = _sources(rtl)
-    p, d = _setup("synth", params, run_dir)
+    check_settings(period)
+    check_liberty(liberty)
+    sources = rtl_option(rtl)
+    p, d = setup_run("synth", params, run_dir)
     res = synthesize(p, d, sources=sources, liberty=liberty, period_ns=period,
                      breakdown=breakdown)
     if as_json:
@@ -164,13 +164,13 @@ def sta_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     from flows.hw.sta import run_sta
     from flows.hw.synth import synthesis_for_timing
 
-    _check_settings(period, io_fraction)
-    _check_liberty(liberty)
+    check_settings(period, io_fraction)
+    check_liberty(liberty)
     if netlist is not None and not netlist.is_file():
         raise HalutError(f"netlist {netlist} not found")
-    sources = _sources(rtl) if netlist is None else None
+    sources = rtl_option(rtl) if netlist is None else None
     tools.find_sta()  # before a synthesis it could not time
-    p, d = _setup("sta", params, run_dir)
+    p, d = setup_run("sta", params, run_dir)
     synth_period: float | None = None
     note: str | None = None
     if netlist is None:
@@ -237,7 +237,7 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
     from flows.hw.synth import synthesis_for_timing
 
     # every setting is checked before synthesis and the tool run
-    _check_settings(period, io_fraction, timeout)
+    check_settings(period, io_fraction, timeout)
     if tool == "qflow":
         from flows.hw.qflow import check_density
 
@@ -249,8 +249,8 @@ def pnr_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
         from flows.hw.orfs import orfs_settings
 
         orfs_settings(platform, utilization, density)
-    sources = _sources(rtl)
-    p, d = _setup("pnr", params, run_dir)
+    sources = rtl_option(rtl)
+    p, d = setup_run("pnr", params, run_dir)
     if tool == "orfs" and not no_run:
         tools.find_orfs()  # fail before synthesis when ORFS is missing
     if tool == "qflow":
@@ -318,9 +318,9 @@ def gls_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ...]
 
     if programs < 1 or rows < 1:
         raise HalutError("--programs and --rows must be >= 1")
-    _check_settings(period)
-    sources = _sources(rtl)
-    p, d = _setup("gls", params, run_dir)
+    check_settings(period)
+    sources = rtl_option(rtl)
+    p, d = setup_run("gls", params, run_dir)
     res = gate_level_check(p, d, sources=sources, programs=programs, rows=rows,
                            seed=seed, period_ns=period)
     if as_json:
@@ -365,9 +365,9 @@ def sweep_cmd(params: tuple[str, ...], grid: tuple[str, ...], jobs: int,
     g = parse_grid(grid)
     if jobs < 1:
         raise HalutError(f"--jobs must be >= 1, got {jobs}")
-    _check_settings(period, io_fraction)
-    sources = _sources(rtl)
-    _p, d = _setup("sweep", params, run_dir)
+    check_settings(period, io_fraction)
+    sources = rtl_option(rtl)
+    _p, d = setup_run("sweep", params, run_dir)
     res = sweep(list(params), g, d, jobs=jobs, period_ns=period, io_fraction=io_fraction, pnr=pnr,
                 sources=sources, progress=not as_json, scheduler=scheduler)
     if as_json:

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from flows.cmd_hw import _check_liberty, _check_settings, _emit, _setup, _sources, common_options
+from flows.clibase import emit_json
+from flows.cmd_hw import check_liberty, check_settings, common_options, rtl_option, setup_run
 from flows.cmd_hw import hw as hw_group
 from learning.errors import HalutError
 
@@ -82,17 +83,17 @@ def power_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
     from flows.hw.common import fmt_table
     from flows.hw.power import check_clock, halut_workload, measure_power
 
-    _check_settings(period, io_fraction, timeout)
-    _check_liberty(liberty)
+    check_settings(period, io_fraction, timeout)
+    check_liberty(liberty)
     check_clock(clock_mhz)
     for path, what in ((model, "model"), (bundle, "bundle"), (activations, "activations")):
         if path is not None and not path.is_file():
             raise HalutError(f"{what} file {path} not found")
-    sources = _sources(rtl)
+    sources = rtl_option(rtl)
     tools.find_sta()
     tools.find_yosys()
     tools.find_osu018("cells")
-    p, d = _setup("power", params, run_dir)
+    p, d = setup_run("power", params, run_dir)
     A = load_npy(activations, "activations") if activations is not None else None
     workload = halut_workload(p, model=model, activations=A, bundle=bundle, layer=layer,
                               group=group, rows=rows, seed=seed)
@@ -100,7 +101,7 @@ def power_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
                         synth_period_ns=period, io_fraction=io_fraction, timeout=timeout)
     out = res.to_dict()
     if as_json:
-        _emit(out)
+        emit_json(out)
         return
     click.echo(fmt_table([("params", p.tag()), *power_rows(out)]))
     click.echo(f"result: {d / 'power.json'}")
@@ -153,21 +154,21 @@ def compare_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, 
     from flows.hw.compare import compare, mac_for
     from flows.hw.power import check_clock
 
-    _check_settings(period, io_fraction, timeout)
-    _check_liberty(liberty)
+    check_settings(period, io_fraction, timeout)
+    check_liberty(liberty)
     check_clock(clock_mhz)
     if rows < 1:
         raise HalutError(f"--rows must be >= 1, got {rows}")
-    sources = _sources(rtl)
+    sources = rtl_option(rtl)
     tools.find_sta()
     tools.find_yosys()
     tools.find_osu018("cells")
-    p, d = _setup("compare", params, run_dir)
+    p, d = setup_run("compare", params, run_dir)
     mac_for(p, depth)  # a bad depth fails before any tool runs
     res = compare(p, depth, d, rows=rows, seed=seed, clock_mhz=clock_mhz, period_ns=period,
                   io_fraction=io_fraction, liberty=liberty, sources=sources, timeout=timeout)
     if as_json:
-        _emit(res.to_dict())
+        emit_json(res.to_dict())
         return
     click.echo(f"halut {p.tag()} against the MAC baseline, layers of D={depth}")
     click.echo(fmt_table(compare_rows(res.to_dict())))
