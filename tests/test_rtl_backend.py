@@ -572,7 +572,8 @@ def _pack_stress_values(rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8"),
-                                  config_param("C3K4M8_int8_int8")])
+                                  config_param("C3K4M8_int8_int8"),
+                                  config_param("C32K16M16_fp16_int8")])
 def test_host_packing_in_cpp_equals_golden_gather_and_pack_beats(name: str) -> None:
     """BatchSim.pack (hx_pack: gather, fp16/int8 conversion, packing in C++) gives exactly
     the beats of golden.gather + pack_beats, on every rounding edge of both formats."""
@@ -586,3 +587,26 @@ def test_host_packing_in_cpp_equals_golden_gather_and_pack_beats(name: str) -> N
         got = sim.pack(A, program.dims, program.threshold_format, program.input_scale,
                        in_words(params))
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
+def test_fp16_packing_of_any_feature_count_equals_numpy(name: str) -> None:
+    """hx_pack's fp16 path converts four features of a beat at a time and the rest one by
+    one: for every feature count L from 1 to 9 (full vectors, a remainder, both) and spare
+    words in the beat, the beats are numpy's float16 halves in order, zero padded. The
+    packing is host code, so any build's library packs any (C, L)."""
+    params, _ = CONFIGS[name]
+    rng = np.random.default_rng(7)
+    vals = _pack_stress_values(rng)
+    with BatchSim(build_harness(params).path) as sim:
+        for L in range(1, 10):
+            C, D = 3, 11
+            A = np.resize(vals, (vals.size // D + 1) * D).reshape(-1, D)
+            dims = rng.integers(0, D, (C, L)).astype(np.int32)
+            words = -(-L // 2) + L % 3  # sometimes spare words after the features
+            halves = np.zeros((A.shape[0] * C, 2 * words), np.uint16)
+            with np.errstate(over="ignore"):  # to inf, as the hardware's format does
+                h = A[:, dims.ravel()].astype(np.float16)
+            halves[:, :L] = h.view(np.uint16).reshape(-1, L)
+            got = sim.pack(A, dims, "fp16", 1.0, words)
+            np.testing.assert_array_equal(got, halves.view(np.uint32), err_msg=f"L={L}")
