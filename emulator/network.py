@@ -559,9 +559,13 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
               shard_runner: Callable[[str, Sequence[tuple[int, int]], int, Any],
                                      list[list[Any]]] | None = None) -> list[_Batch]:
     """A backend's pass over the first ``n_img`` images: in this process, or (``jobs > 1``,
-    gpu and rtl) over ``jobs`` contiguous image shards in forked worker processes, each
-    running its own accelerator (its configuration loaded once per layer and shard, so the
-    cycle totals are those of ``jobs`` chips side by side).
+    gpu and rtl) over ``jobs`` contiguous image shards, each running its own accelerator
+    (its configuration loaded once per layer and shard, so the cycle totals are those of
+    ``jobs`` chips side by side). rtl runs the first shard in this process (one thread of
+    torch meanwhile) and the others in forked workers: one fork fewer, and a warm process
+    whose memory is already its own (a forked worker's first touch of each page faults).
+    gpu runs every shard in a worker, so that this process never initializes CUDA before a
+    later pass forks (a forked child cannot use CUDA then).
 
     ``shard_runner(backend, spans, batch_size, store)``, when given, runs the gpu and rtl
     shards instead (``min(jobs, n_img)`` of them, one even for ``jobs == 1``) wherever it
@@ -588,14 +592,39 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
             raise HalutError(f"the shard runner returned other batches than the {backend} "
                              f"pass's {len(want)} over images [0, {n_img})")
         return recs
+    here = spans[:1] if backend == "rtl" else []
+    forked = spans[len(here):]
     _SHARD_STATE.update(net=net, layers=layers, backend=backend, X=X, batch_size=batch_size,
                         store=store)
+    pool = ProcessPoolExecutor(len(forked), mp_context=mp.get_context("fork"))
+    done = False
     try:
-        with ProcessPoolExecutor(len(spans), mp_context=mp.get_context("fork")) as pool:
-            parts = list(pool.map(_shard_pass, *zip(*spans, strict=True)))
+        futures = [pool.submit(_shard_pass, lo, hi) for lo, hi in forked]  # forks now
+        parts = [_run_batches_one_thread(net, layers, backend, X, lo, hi, batch_size, store)
+                 for lo, hi in here]
+        parts += [f.result() for f in futures]
+        done = True
     finally:
         _SHARD_STATE.clear()
+        # the workers have sent their records: their exit need not be waited for (after an
+        # error, the others finish first, as they would have without it)
+        pool.shutdown(wait=not done)
     return [rec for part in parts for rec in part]
+
+
+def _run_batches_one_thread(net: nn.Module, layers: list[tuple[str, nn.Module]],
+                            backend: str, X: np.ndarray, lo: int, hi: int, batch_size: int,
+                            store: _EvalStore | None) -> list[_Batch]:
+    """:func:`_run_batches` with torch on one thread, as in a shard worker (the workers have
+    the other cores); torch's thread count is restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_batches(net, layers, backend, X, lo, hi, batch_size, store, False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_network(net: nn.Module, X: np.ndarray, y: np.ndarray, *,

@@ -131,8 +131,10 @@ def test_jobs_shard_the_rtl_and_gpu_passes_over_processes() -> None:
     X = _batches()[2][:7].numpy()
     y = np.arange(7) % 5
     one = evaluate_network(net, X, y, backends=("golden", "rtl"), batch_size=7)
+    threads = torch.get_num_threads()
     two = evaluate_network(net, X, y, backends=("golden", "gpu", "rtl"), batch_size=7, jobs=2,
                            gpu_images=3)
+    assert torch.get_num_threads() == threads  # the rtl shard run here gave torch back
     assert two["totals"]["accuracy"]["rtl"] == one["totals"]["accuracy"]["rtl"]
     assert two["totals"]["images"] == {"golden": 7, "gpu": 3, "rtl": 7}
     for a, b in zip(one["layers"], two["layers"], strict=True):
