@@ -84,22 +84,33 @@ inline void idle_inputs(Sim* s) {
 }  // namespace
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define HX_F16C 1
+#define HX_X86_VECTORS 1
 #include <immintrin.h>
 
 namespace {
 
-// The fp16 packing of hx_pack with the F16C conversion instruction (vcvtps2ph, round to
-// nearest even: the same bits as f32_to_f16 for every finite input, tests/test_rtl_backend.py
-// checks every rounding edge), chosen at run time where the CPU has it. Four features of a
-// beat are gathered into one vector and converted at once; their four halves are the beat's
-// next 8 bytes (the beat's features are consecutive little-endian 16-bit fields). About 7x
-// faster than the portable loop, and the packing runs beside the simulator on the host's
-// other core.
-__attribute__((target("f16c"))) void pack_fp16_f16c(const float* A, int64_t n_rows,
-                                                      int64_t d, const int32_t* dims, int c,
-                                                      int l, uint32_t* beats, int in_words) {
+// hx_pack with x86 vector instructions, chosen at run time where the CPU has them (F16C and
+// SSE4.1): four features of a beat are gathered into one vector and converted at once, the
+// rest of the beat's features one by one. The beat's features are consecutive little-endian
+// fields, so four converted features are its next 8 (fp16) or 4 (int8) bytes.
+//   fp16: vcvtps2ph, round to nearest even: the same bits as f32_to_f16 for every finite
+//         input;
+//   int8: x * scale in float32, rounded to nearest even (roundps), clamped to [-128, 127]:
+//         the same steps as f32_to_i8.
+// tests/test_rtl_backend.py checks both on every rounding edge and every feature count from
+// 1 to 9. 3.4x faster than one feature at a time: 2.7 against 9.0 ns a beat of four fp16
+// features, 3.3 against 11.6 for int8; and the packing runs beside the simulator on the
+// host's other core.
+// (One instance a format, so that the format is not tested per beat.)
+template <bool Fp16>
+__attribute__((target("f16c,sse4.1"))) void pack_x86(const float* A, int64_t n_rows,
+                                                       int64_t d, const int32_t* dims, int c,
+                                                       int l, float input_scale,
+                                                       uint32_t* beats, int in_words) {
     const size_t beat_bytes = 4u * static_cast<size_t>(in_words);
+    const size_t feat_bytes = Fp16 ? 2 : 1;
+    const __m128 scale = _mm_set1_ps(input_scale);
+    const __m128 lo = _mm_set1_ps(-128.0f), hi = _mm_set1_ps(127.0f);
     for (int64_t n = 0; n < n_rows; ++n) {
         const float* row = A + n * d;
         for (int cb = 0; cb < c; ++cb) {
@@ -109,21 +120,36 @@ __attribute__((target("f16c"))) void pack_fp16_f16c(const float* A, int64_t n_ro
             for (; lv + 4 <= l; lv += 4) {
                 const __m128 x = _mm_setr_ps(row[dd[lv]], row[dd[lv + 1]], row[dd[lv + 2]],
                                              row[dd[lv + 3]]);
-                const __m128i h = _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
-                _mm_storel_epi64(reinterpret_cast<__m128i*>(w + 2 * lv), h);
+                if (Fp16) {
+                    const __m128i h = _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
+                    _mm_storel_epi64(reinterpret_cast<__m128i*>(w + 2 * lv), h);
+                } else {
+                    __m128 r = _mm_round_ps(_mm_mul_ps(x, scale),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    r = _mm_min_ps(_mm_max_ps(r, lo), hi);
+                    __m128i q = _mm_cvtps_epi32(r);  // integral and in range: exact
+                    q = _mm_packs_epi32(q, q);
+                    q = _mm_packs_epi16(q, q);
+                    const int32_t b = _mm_cvtsi128_si32(q);
+                    std::memcpy(w + lv, &b, 4);
+                }
             }
             for (; lv < l; ++lv) {
-                const uint16_t v = static_cast<uint16_t>(
-                    _cvtss_sh(row[dd[lv]], _MM_FROUND_TO_NEAREST_INT));
-                std::memcpy(w + 2 * lv, &v, 2);
+                if (Fp16) {
+                    const uint16_t v = static_cast<uint16_t>(
+                        _cvtss_sh(row[dd[lv]], _MM_FROUND_TO_NEAREST_INT));
+                    std::memcpy(w + 2 * lv, &v, 2);
+                } else {
+                    w[lv] = f32_to_i8(row[dd[lv]], input_scale);
+                }
             }
-            std::memset(w + 2 * l, 0, beat_bytes - 2 * static_cast<size_t>(l));
+            std::memset(w + feat_bytes * l, 0, beat_bytes - feat_bytes * static_cast<size_t>(l));
         }
     }
 }
 
-bool have_f16c() {
-    static const bool ok = __builtin_cpu_supports("f16c");
+bool have_x86_vectors() {
+    static const bool ok = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("sse4.1");
     return ok;
 }
 
@@ -296,9 +322,13 @@ HX_API int hx_stream(void* p, const uint32_t* beats, int64_t n_beats, int in_wor
 // A: (n_rows, d) float32, finite; dims: (c, l) int32 in [0, d); beats: (n_rows*c, in_words).
 HX_API void hx_pack(const float* A, int64_t n_rows, int64_t d, const int32_t* dims, int c,
                     int l, int fmt, float input_scale, uint32_t* beats, int in_words) {
-#if HX_F16C
-    if (fmt == 0 && have_f16c()) {
-        pack_fp16_f16c(A, n_rows, d, dims, c, l, beats, in_words);
+#if HX_X86_VECTORS
+    if (have_x86_vectors()) {
+        if (fmt == 0) {
+            pack_x86<true>(A, n_rows, d, dims, c, l, input_scale, beats, in_words);
+        } else {
+            pack_x86<false>(A, n_rows, d, dims, c, l, input_scale, beats, in_words);
+        }
         return;
     }
 #endif

@@ -538,6 +538,10 @@ class BatchSim(CtypesSim):
         a = np.ascontiguousarray(A, dtype=np.float32)
         d = np.ascontiguousarray(dims, dtype=np.int32)
         C, L = d.shape
+        bits = L * (16 if threshold_format == "fp16" else 8)
+        if in_words * 32 < bits:
+            raise HalutError(f"a beat of {L} {threshold_format} features needs "
+                             f"{-(-bits // 32)} words, got {in_words}")
         beats = np.empty((a.shape[0] * C, in_words), dtype=np.uint32)
         self._lib.hx_pack(_ptr(a, ctypes.c_float), a.shape[0], a.shape[1],
                           _ptr(d, ctypes.c_int32), C, L,

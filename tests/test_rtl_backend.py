@@ -590,23 +590,29 @@ def test_host_packing_in_cpp_equals_golden_gather_and_pack_beats(name: str) -> N
 
 
 @pytest.mark.parametrize("name", [config_param("C3K4M8_fp16_int8")])
-def test_fp16_packing_of_any_feature_count_equals_numpy(name: str) -> None:
-    """hx_pack's fp16 path converts four features of a beat at a time and the rest one by
-    one: for every feature count L from 1 to 9 (full vectors, a remainder, both) and spare
-    words in the beat, the beats are numpy's float16 halves in order, zero padded. The
-    packing is host code, so any build's library packs any (C, L)."""
+@pytest.mark.parametrize("fmt", ["fp16", "int8"])
+def test_packing_of_any_feature_count_equals_numpy(name: str, fmt: str) -> None:
+    """hx_pack converts four features of a beat at a time and the rest one by one: for every
+    feature count L from 1 to 9 (full vectors, a remainder, both) and spare words in the
+    beat, the beats are numpy's float16 halves (fp16) or ``golden.to_int8`` bytes (int8) in
+    order, zero padded. The packing is host code, so any build's library packs any (C, L)."""
     params, _ = CONFIGS[name]
     rng = np.random.default_rng(7)
     vals = _pack_stress_values(rng)
+    scale, width = (1.0, 2) if fmt == "fp16" else (3.7, 1)
+    kind = np.uint16 if fmt == "fp16" else np.uint8
     with BatchSim(build_harness(params).path) as sim:
         for L in range(1, 10):
             C, D = 3, 11
             A = np.resize(vals, (vals.size // D + 1) * D).reshape(-1, D)
             dims = rng.integers(0, D, (C, L)).astype(np.int32)
-            words = -(-L // 2) + L % 3  # sometimes spare words after the features
-            halves = np.zeros((A.shape[0] * C, 2 * words), np.uint16)
+            words = -(-L * width // 4) + L % 3  # sometimes spare words after the features
+            feats = np.zeros((A.shape[0] * C, 4 * words // width), kind)
+            f = A[:, dims.ravel()]
             with np.errstate(over="ignore"):  # to inf, as the hardware's format does
-                h = A[:, dims.ravel()].astype(np.float16)
-            halves[:, :L] = h.view(np.uint16).reshape(-1, L)
-            got = sim.pack(A, dims, "fp16", 1.0, words)
-            np.testing.assert_array_equal(got, halves.view(np.uint32), err_msg=f"L={L}")
+                conv = f.astype(np.float16) if fmt == "fp16" else golden.to_int8(f, scale)
+            feats[:, :L] = conv.view(kind).reshape(-1, L)
+            got = sim.pack(A, dims, fmt, scale, words)
+            np.testing.assert_array_equal(got, feats.view(np.uint32), err_msg=f"L={L}")
+        with pytest.raises(HalutError, match="words"):
+            sim.pack(A, np.zeros((2, 9), np.int32), fmt, scale, (9 * width - 1) // 4)
