@@ -470,9 +470,10 @@ def _fingerprint(net: nn.Module, X: np.ndarray, batch_size: int) -> str:
 
 def _run_batches(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
                  X: np.ndarray, lo: int, hi: int, batch_size: int, store: _EvalStore | None,
-                 progress: bool) -> list[_Batch]:
+                 progress: bool, desc: str | None = None) -> list[_Batch]:
     """Images ``[lo, hi)`` of ``X`` through one backend in batches starting at ``lo``: a
-    record per batch, taken from ``store`` where it has one, else computed (and stored)."""
+    record per batch, taken from ``store`` where it has one, else computed (and stored);
+    ``progress``: a bar over the batches, named ``desc`` (default: the backend)."""
     import torch
     from tqdm import tqdm
 
@@ -510,7 +511,7 @@ def _run_batches(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: s
     out: list[_Batch] = []
     try:
         with torch.no_grad():
-            for b0 in tqdm(range(lo, hi, batch_size), desc=backend, unit="batch",
+            for b0 in tqdm(range(lo, hi, batch_size), desc=desc or backend, unit="batch",
                            disable=not progress, leave=False):
                 b1 = min(hi, b0 + batch_size)
                 rec = None if store is None else store.load(backend, b0, b1, names)
@@ -600,7 +601,8 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
     done = False
     try:
         futures = [pool.submit(_shard_pass, lo, hi) for lo, hi in forked]  # forks now
-        parts = [_run_batches_one_thread(net, layers, backend, X, lo, hi, batch_size, store)
+        parts = [_run_batches_one_thread(net, layers, backend, X, lo, hi, batch_size, store,
+                                         progress, f"{backend} (shard 1 of {len(spans)})")
                  for lo, hi in here]
         parts += [f.result() for f in futures]
         done = True
@@ -614,15 +616,18 @@ def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
 
 def _run_batches_one_thread(net: nn.Module, layers: list[tuple[str, nn.Module]],
                             backend: str, X: np.ndarray, lo: int, hi: int, batch_size: int,
-                            store: _EvalStore | None) -> list[_Batch]:
+                            store: _EvalStore | None, progress: bool, desc: str
+                            ) -> list[_Batch]:
     """:func:`_run_batches` with torch on one thread, as in a shard worker (the workers have
-    the other cores); torch's thread count is restored after."""
+    the other cores); torch's thread count is restored after. The bar (``progress``) counts
+    this shard's batches: the shards are of one size and run side by side."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_batches(net, layers, backend, X, lo, hi, batch_size, store, False)
+        return _run_batches(net, layers, backend, X, lo, hi, batch_size, store, progress,
+                            desc)
     finally:
         torch.set_num_threads(threads)
 
