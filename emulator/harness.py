@@ -42,7 +42,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from emulator.hwif import ConfigWrites
+from emulator.hwif import FEATURE_BITS, ConfigWrites
 from emulator.verilator import assertion_check
 from learning.atomic import check_writable, copy_permissions, locked_temp_beside
 from learning.errors import HalutError
@@ -538,7 +538,7 @@ class BatchSim(CtypesSim):
         a = np.ascontiguousarray(A, dtype=np.float32)
         d = np.ascontiguousarray(dims, dtype=np.int32)
         C, L = d.shape
-        bits = L * (16 if threshold_format == "fp16" else 8)
+        bits = L * FEATURE_BITS[threshold_format]
         if in_words * 32 < bits:
             raise HalutError(f"a beat of {L} {threshold_format} features needs "
                              f"{-(-bits // 32)} words, got {in_words}")

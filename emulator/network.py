@@ -546,12 +546,9 @@ _SHARD_STATE: dict[str, Any] = {}
 
 def _shard_pass(lo: int, hi: int) -> list[_Batch]:
     """Images ``[lo, hi)`` of a backend's pass, in a forked worker process."""
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker; no OpenMP pool inherited across fork
     st = _SHARD_STATE
-    return _run_batches(st["net"], st["layers"], st["backend"], st["X"], lo, hi,
-                        st["batch_size"], st["store"], False)
+    return _run_batches_one_thread(st["net"], st["layers"], st["backend"], st["X"], lo, hi,
+                                   st["batch_size"], st["store"], False, st["backend"])
 
 
 def _run_pass(net: nn.Module, layers: list[tuple[str, nn.Module]], backend: str,
@@ -618,9 +615,10 @@ def _run_batches_one_thread(net: nn.Module, layers: list[tuple[str, nn.Module]],
                             backend: str, X: np.ndarray, lo: int, hi: int, batch_size: int,
                             store: _EvalStore | None, progress: bool, desc: str
                             ) -> list[_Batch]:
-    """:func:`_run_batches` with torch on one thread, as in a shard worker (the workers have
-    the other cores); torch's thread count is restored after. The bar (``progress``) counts
-    this shard's batches: the shards are of one size and run side by side."""
+    """:func:`_run_batches` of one shard with torch on one thread (a core per shard; in a
+    forked worker, no OpenMP pool inherited across the fork); torch's thread count is
+    restored after. The bar (``progress``) counts this shard's batches: the shards are of
+    one size and run side by side."""
     import torch
 
     threads = torch.get_num_threads()
