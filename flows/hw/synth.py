@@ -140,6 +140,18 @@ def _stale_reason(old: dict[str, Any], params: HwDesign, liberty: Path, digest: 
     return "it is incomplete, damaged or not this folder's (its netlists are elsewhere)"
 
 
+def _synthesis_inputs(params: HwDesign, sources: Sequence[str | os.PathLike[str]] | None,
+                      liberty: Path | None, period_ns: float) -> tuple[Path, list[Path], str]:
+    """A synthesis's checked inputs: the Liberty file (default osu018), the design's RTL
+    files and their digest (what a finished ``synth.json`` is matched on)."""
+    check_period(period_ns)
+    lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
+    if not lib.is_file():
+        raise HalutError(f"Liberty file {lib} not found")
+    files = rtl_sources(sources, params)
+    return lib, files, sources_digest(files)
+
+
 @dataclass(frozen=True)
 class TimedSynthesis:
     """The synthesis :func:`synthesis_for_timing` hands to a timing or layout flow, and what
@@ -166,12 +178,7 @@ def synthesis_for_timing(params: HwDesign, run_dir: Path, *,
       other parameters or RTL) is replaced, with a per-module breakdown when it had one, and
       ``note`` names what was replaced and why.
     """
-    check_period(period_ns)
-    lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
-    if not lib.is_file():
-        raise HalutError(f"Liberty file {lib} not found")
-    files = rtl_sources(sources, params)
-    digest = sources_digest(files)
+    lib, _, digest = _synthesis_inputs(params, sources, liberty, period_ns)
     old = read_json(run_dir / "synth.json")
     old_period = old.get("period_ns") if old else None
     if old and is_number(old_period) and not isinstance(old_period, bool):
@@ -312,12 +319,7 @@ def synthesize(params: HwDesign, run_dir: Path, *,
     breakdown : also map the design hierarchically for the per-module areas (a second
         ``abc`` run; sweeps skip it)
     """
-    check_period(period_ns)
-    lib = Path(liberty) if liberty is not None else tools.find_osu018("liberty")
-    if not lib.is_file():
-        raise HalutError(f"Liberty file {lib} not found")
-    files = rtl_sources(sources, params)
-    digest = sources_digest(files)
+    lib, files, digest = _synthesis_inputs(params, sources, liberty, period_ns)
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path = run_dir / "synth.json"
     if reuse:
