@@ -371,6 +371,9 @@ class CtypesSim(StreamDriver):
     """
 
     prefix = ""
+    #: the ctypes of the design's own ``<prefix>_stream`` arguments (``extra`` of
+    #: :meth:`_stream`), between the configuration queue's and the counts
+    stream_extra_argtypes: tuple[Any, ...] = ()
 
     def __init__(self, library: str | os.PathLike[str],
                  trace: str | os.PathLike[str] | None = None) -> None:
@@ -384,6 +387,16 @@ class CtypesSim(StreamDriver):
         self._fn("cycle").restype = ctypes.c_int64
         self._fn("cycle").argtypes = [ctypes.c_void_p]
         self._fn("trace_kind").restype = ctypes.c_int
+        p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
+        stream = self._fn("stream")  # the arguments :meth:`_stream` passes, in its order
+        stream.restype = ctypes.c_int
+        stream.argtypes = [
+            ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
+            ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
+            ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+            p32, p32, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+            *self.stream_extra_argtypes, ctypes.POINTER(ctypes.c_int64)]
         self._declare(self._lib)
         if trace is not None and self._fn("trace_kind")() == 0:
             raise HalutError("this harness build has no tracing; build it with trace=True")
@@ -482,21 +495,14 @@ class BatchSim(CtypesSim):
     (:func:`emulator.build.build_harness`); ``trace`` as :class:`CtypesSim`."""
 
     prefix = "hx"
+    #: the preload map, its length and the first preload of this part
+    stream_extra_argtypes = (ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_int64)
 
     def _declare(self, lib: ctypes.CDLL) -> None:
         lib.hx_config.restype = ctypes.c_int64
-        p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
-        p64 = ctypes.POINTER(ctypes.c_int64)
+        p32 = ctypes.POINTER(ctypes.c_uint32)
         lib.hx_config.argtypes = [ctypes.c_void_p, p32, p32, ctypes.c_int, ctypes.c_int64,
                                   ctypes.c_int64]
-        lib.hx_stream.restype = ctypes.c_int
-        lib.hx_stream.argtypes = [
-            ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
-            ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
-            ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
-            p32, p32, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-            p64, ctypes.c_int64, ctypes.c_int64, p64]
         lib.hx_pack.restype = None
         lib.hx_pack.argtypes = [
             ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int64,

@@ -404,15 +404,6 @@ class MacSim(CtypesSim):
         super().__init__(library, trace)
 
     def _declare(self, lib: ctypes.CDLL) -> None:
-        p32, p8 = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint8)
-        p64 = ctypes.POINTER(ctypes.c_int64)
-        lib.mx_stream.restype = ctypes.c_int
-        lib.mx_stream.argtypes = [
-            ctypes.c_void_p, p32, ctypes.c_int64, ctypes.c_int, p32, ctypes.c_int64,
-            ctypes.c_int, p8, ctypes.c_int64, p8, ctypes.c_int64,
-            ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
-            p32, p32, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, p64]
         for name in ("mx_in_bits", "mx_out_bits"):
             getattr(lib, name).restype = ctypes.c_int
         in_words = -(-int(lib.mx_in_bits()) // 32)
