@@ -4,7 +4,7 @@ accelerator against the multiply-accumulate baseline on the same flow): docs/har
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,9 @@ from flows.clibase import emit_json
 from flows.cmd_hw import check_liberty, check_settings, common_options, rtl_option, setup_run
 from flows.cmd_hw import hw as hw_group
 from learning.errors import HalutError
+
+if TYPE_CHECKING:
+    from emulator.params import RtlParams
 
 
 def power_rows(res: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -41,6 +44,30 @@ def power_rows(res: dict[str, Any]) -> list[tuple[str, Any]]:
         ("efficiency (TOp/s/W)", f"{res['efficiency_tops_per_w']:.4g} | "
                                  f"{res['vectorless_efficiency_tops_per_w']:.4g}"),
     ]
+
+
+def _check_power_settings(period: float, io_fraction: float, timeout: float | None,
+                          liberty: Path | None, clock_mhz: float | None) -> None:
+    """The settings of a power run (hw power, hw compare), checked before any work."""
+    from flows.hw.power import check_clock
+
+    check_settings(period, io_fraction, timeout)
+    check_liberty(liberty)
+    check_clock(clock_mhz)
+
+
+def _start_power_run(kind: str, params: tuple[str, ...], run_dir: Path | None,
+                     rtl: tuple[Path, ...]) -> tuple[list[Path] | None, RtlParams, Path]:
+    """The RTL sources, the tools a power run needs (OpenSTA, Yosys, the osu018 cell
+    models) and the run directory: ``(sources, params, run_dir)``."""
+    from flows import tools
+
+    sources = rtl_option(rtl)
+    tools.find_sta()
+    tools.find_yosys()
+    tools.find_osu018("cells")
+    p, d = setup_run(kind, params, run_dir)
+    return sources, p, d
 
 
 @hw_group.command("power")
@@ -78,22 +105,15 @@ def power_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, ..
     at 1, annotates OpenSTA with them and reports power (internal, switching, leakage),
     energy per cycle, row and layer, TOp/s and TOp/s/W, with OpenSTA's default-activity
     figures beside them."""
-    from flows import tools
     from flows.cmd_model import load_npy
     from flows.hw.common import fmt_table
-    from flows.hw.power import check_clock, halut_workload, measure_power
+    from flows.hw.power import halut_workload, measure_power
 
-    check_settings(period, io_fraction, timeout)
-    check_liberty(liberty)
-    check_clock(clock_mhz)
+    _check_power_settings(period, io_fraction, timeout, liberty, clock_mhz)
     for path, what in ((model, "model"), (bundle, "bundle"), (activations, "activations")):
         if path is not None and not path.is_file():
             raise HalutError(f"{what} file {path} not found")
-    sources = rtl_option(rtl)
-    tools.find_sta()
-    tools.find_yosys()
-    tools.find_osu018("cells")
-    p, d = setup_run("power", params, run_dir)
+    sources, p, d = _start_power_run("power", params, run_dir, rtl)
     A = load_npy(activations, "activations") if activations is not None else None
     workload = halut_workload(p, model=model, activations=A, bundle=bundle, layer=layer,
                               group=group, rows=rows, seed=seed)
@@ -149,21 +169,13 @@ def compare_cmd(params: tuple[str, ...], run_dir: Path | None, rtl: tuple[Path, 
 
     Both designs are synthesized, timed and power-annotated from a gate-level simulation
     (as hw power) into <run-dir>/halut and <run-dir>/mac; the result is compare.json."""
-    from flows import tools
     from flows.hw.common import fmt_table
     from flows.hw.compare import compare, mac_for
-    from flows.hw.power import check_clock
 
-    check_settings(period, io_fraction, timeout)
-    check_liberty(liberty)
-    check_clock(clock_mhz)
+    _check_power_settings(period, io_fraction, timeout, liberty, clock_mhz)
     if rows < 1:
         raise HalutError(f"--rows must be >= 1, got {rows}")
-    sources = rtl_option(rtl)
-    tools.find_sta()
-    tools.find_yosys()
-    tools.find_osu018("cells")
-    p, d = setup_run("compare", params, run_dir)
+    sources, p, d = _start_power_run("compare", params, run_dir, rtl)
     mac_for(p, depth)  # a bad depth fails before any tool runs
     res = compare(p, depth, d, rows=rows, seed=seed, clock_mhz=clock_mhz, period_ns=period,
                   io_fraction=io_fraction, liberty=liberty, sources=sources, timeout=timeout)
