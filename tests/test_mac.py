@@ -25,6 +25,7 @@ from emulator.mac import (
 )
 from emulator.verilator import build_env, find_verilator
 from learning.errors import HalutError
+from tests.test_rtl_backend import _port_changes  # the top-level ports' changes in a VCD
 
 pytestmark = pytest.mark.xdist_group("mac")
 
@@ -228,18 +229,6 @@ def test_bubbles_and_backpressure_never_change_a_result(name: str, stimulus: dic
     assert r.cycles.total >= free.total
     again = run_mac_jobs(jobs, p, **stimulus)  # type: ignore[arg-type]
     assert again.cycles == r.cycles  # seeded: the same stalls
-
-
-def _port_changes(path: Path) -> dict[str, list[tuple[int, str]]]:
-    from vcdvcd import VCDVCD
-
-    vcd = VCDVCD(str(path), signals=None, store_tvs=True)
-    out: dict[str, list[tuple[int, str]]] = {}
-    for ref in vcd.references_to_ids:
-        short = ref.split(".")[-1].split("[")[0]
-        if ref.count(".") == 1 and short.endswith(("_i", "_o", "_ni")):  # top-level ports
-            out[short] = [(int(t), v.lstrip("0") or "0") for t, v in vcd[ref].tv]
-    return out
 
 
 def test_vcd_of_the_whole_run_is_written(tmp_path: Path) -> None:
